@@ -1,0 +1,291 @@
+"""Full, read-only check of a live vault: collect typed findings, then report them all.
+
+What ``verify`` establishes (docs/vault-layout.md §6):
+
+* every ledger row parses as a canonical entry, the seq/prev chain is unbroken, every
+  signature verifies under a key enrolled (and not revoked) earlier in the same ledger;
+* the stored Merkle tree agrees with the tree recomputed from the entries, and every stored
+  checkpoint is consistent with it (when the transparency module is present);
+* every item an ingest entry records has its object, whose bytes hash to the recorded SHA-256
+  (and BLAKE3 with ``all_digests``) and size; no object exists that no entry records;
+* the derived tables (items, keys) agree with the entries.
+
+Findings are collected and returned; nothing is raised for a problem in the vault, so one
+bad object never hides another (STYLE.md §6).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from . import schema
+from .entry import ChainVerifier, SignedEntry
+from .errors import EvidenceLockError, FormatError
+from .hashing import hash_file
+from .keys import CustodianKey
+from .store import is_sha256_hex
+from .vault import Vault
+
+__all__ = ["Finding", "VerifyReport", "verify_vault", "audit_vault"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str  # stable machine name, e.g. "object-digest-mismatch"
+    subject: str  # "entry 12", "item ab12…", "object objects/sha256/…"
+    message: str
+    severity: str = "error"  # error | notice
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "subject": self.subject, "message": self.message, "severity": self.severity}
+
+
+@dataclass
+class VerifyReport:
+    findings: list[Finding] = field(default_factory=list)
+    entries: int = 0
+    objects_checked: int = 0
+    bytes_checked: int = 0
+    digests: tuple[str, ...] = ("sha256",)
+    tree_size: int = 0
+    root_hash: str = ""
+    checkpoints_checked: int = 0
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def add(self, code: str, subject: str, message: str, severity: str = "error") -> None:
+        self.findings.append(Finding(code, subject, message, severity))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "objects_checked": self.objects_checked,
+            "bytes_checked": self.bytes_checked,
+            "digests": list(self.digests),
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash,
+            "checkpoints_checked": self.checkpoints_checked,
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    sha256: str
+    second: str | None
+    size: int
+    seq: int
+
+
+ProgressFn = Callable[[str, int], None]
+
+
+def verify_vault(vault: Vault, *, all_digests: bool = False, jobs: int | None = None,
+                 progress: ProgressFn | None = None, shard: tuple[int, int] | None = None) -> VerifyReport:
+    report = VerifyReport(digests=("sha256", "blake3") if all_digests else ("sha256",))
+    recorded, leaf_hashes = _check_ledger(vault, report)
+    _check_tree(vault, report, leaf_hashes)
+    _check_derived(vault, report, recorded)
+    _check_objects(vault, report, recorded, all_digests=all_digests, jobs=jobs, progress=progress, shard=shard)
+    return report
+
+
+def _check_ledger(vault: Vault, report: VerifyReport) -> tuple[dict[str, _Recorded], list[bytes]]:
+    verifier = ChainVerifier()
+    recorded: dict[str, _Recorded] = {}
+    leaf_hashes: list[bytes] = []
+    for row in vault.ledger.rows():
+        report.entries += 1
+        subject = f"entry {row.seq}"
+        try:
+            signed = SignedEntry.from_bytes(row.canonical, row.signature, subject=subject)
+        except FormatError as exc:
+            report.add("entry-malformed", subject, f"{exc.message}; the entry may have been edited in the database")
+            verifier.next_seq = row.seq + 1
+            verifier.prev = row.entry_hash
+            leaf_hashes.append(bytes.fromhex(row.leaf_hash) if len(row.leaf_hash) == 64 else b"")
+            continue
+        leaf_hashes.append(signed.leaf_hash)
+        if signed.entry.seq != row.seq:
+            report.add("entry-seq-mismatch", subject,
+                       f"row seq {row.seq} holds an entry with seq {signed.entry.seq}; rows may have been reordered")
+        if row.entry_hash != signed.entry_hash or row.leaf_hash != signed.leaf_hash.hex():
+            report.add("entry-hash-column", subject,
+                       f"stored hash columns do not match the entry bytes: expected={signed.entry_hash} found={row.entry_hash}")
+        try:
+            verifier.feed(signed)
+        except EvidenceLockError as exc:
+            report.add(_code_for(exc), subject, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+        e = signed.entry
+        if e.type == "ingest":
+            body = e.body
+            sha = body.get("item")
+            digests = body.get("digests") if isinstance(body.get("digests"), dict) else {}
+            if not isinstance(sha, str) or not is_sha256_hex(sha) or digests.get("sha256") != sha:
+                report.add("entry-malformed", subject, "ingest entry lacks a valid item digest")
+                continue
+            prior = recorded.get(sha)
+            size = body.get("size")
+            if prior is not None and (prior.size != size or (digests.get("blake3") not in (None, prior.second))):
+                report.add("item-digest-conflict", subject,
+                           f"item {sha[:16]}… recorded with size/digests that differ from entry {prior.seq}")
+            if prior is None and isinstance(size, int):
+                recorded[sha] = _Recorded(sha, digests.get("blake3"), size, e.seq)
+    report.tree_size = len(leaf_hashes)
+    return recorded, leaf_hashes
+
+
+def _code_for(exc: EvidenceLockError) -> str:
+    name = type(exc).__name__
+    return {"ChainError": "chain-broken", "SignatureError": "signature-invalid", "FormatError": "entry-malformed"}.get(
+        name, "entry-invalid"
+    )
+
+
+def _check_tree(vault: Vault, report: VerifyReport, leaf_hashes: list[bytes]) -> None:
+    """The stored Merkle tree must equal the one recomputed from the entries."""
+    from . import merkle, treestore
+
+    root = merkle.root_hash(leaf_hashes)
+    report.root_hash = root.hex()
+    with vault.ledger.reader() as conn:
+        stored_size = treestore.tree_size(conn)
+        if stored_size != len(leaf_hashes):
+            report.add("tree-size-mismatch", "merkle tree",
+                       f"stored tree has {stored_size} leaves, the ledger has {len(leaf_hashes)} entries")
+            return
+        if stored_size:
+            stored_root = treestore.root_at(conn, stored_size)
+            if stored_root != root:
+                report.add("tree-root-mismatch", "merkle tree",
+                           f"stored tree root differs from the root recomputed from the entries: "
+                           f"expected={root.hex()} found={stored_root.hex()}")
+    try:
+        from . import transparency  # checkpoint checks, when that module is present
+    except ImportError:
+        return
+    transparency.check_checkpoints(vault, report, leaf_hashes)
+
+
+def _check_derived(vault: Vault, report: VerifyReport, recorded: dict[str, _Recorded]) -> None:
+    with vault.ledger.reader() as conn:
+        rows = {r.sha256: r for r in conn.execute(select(schema.items)).all()}
+    for sha, rec in recorded.items():
+        row = rows.get(sha)
+        if row is None:
+            report.add("index-missing-item", f"item {sha[:16]}…", f"recorded at entry {rec.seq} but missing from the items index")
+        elif row.size != rec.size or (rec.second and row.second_digest != rec.second):
+            report.add("index-item-mismatch", f"item {sha[:16]}…", "items index disagrees with the ingest entry")
+    for sha in rows.keys() - recorded.keys():
+        report.add("index-extra-item", f"item {sha[:16]}…", "in the items index but recorded by no ingest entry")
+
+
+def _check_objects(vault: Vault, report: VerifyReport, recorded: dict[str, _Recorded], *, all_digests: bool,
+                   jobs: int | None, progress: ProgressFn | None, shard: tuple[int, int] | None) -> None:
+    store = vault.store
+    present: dict[str, Any] = {}
+    for name, path in store.iter_objects():
+        rel = os.path.relpath(path, vault.root)
+        if not store.object_is_placed_correctly(name, path):
+            report.add("object-stray", f"object {rel}", "file in the object store with a name or place that is not a valid object address")
+            continue
+        if name not in recorded:
+            report.add("object-unrecorded", f"object {rel}",
+                       "object in the store that no ledger entry records; it was added outside evidencelock or its entry was deleted")
+            continue
+        present[name] = path
+    staged = {}
+    for path, sha in store.leftovers():
+        if sha is not None and sha in recorded and sha not in present:
+            staged[sha] = path
+            report.add("object-awaiting-rollforward", f"item {sha[:16]}…",
+                       "recorded, and still in staging after an interrupted run; the next ingest or audit moves it into place",
+                       "notice")
+        else:
+            report.add("staging-leftover", os.path.relpath(path, vault.root),
+                       "unrecorded leftover of an interrupted run (not evidence); removed by the next ingest", "notice")
+    todo = []
+    for sha, rec in sorted(recorded.items()):
+        if shard is not None and int(sha[:8], 16) % shard[1] != shard[0]:
+            continue
+        path = present.get(sha) or staged.get(sha)
+        if path is None:
+            report.add("object-missing", f"item {sha[:16]}…", f"recorded at entry {rec.seq} but its object is missing from the store")
+            continue
+        todo.append((rec, path))
+    if progress:
+        progress("total", sum(r.size for r, _ in todo))
+
+    def check(job: tuple[_Recorded, Any]) -> tuple[_Recorded, Any, Any]:
+        rec, path = job
+        try:
+            return rec, path, hash_file(path, second=all_digests)
+        except OSError as exc:
+            return rec, path, exc
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1)) as pool:
+        for rec, path, result in pool.map(check, todo):
+            subject = f"item {rec.sha256[:16]}…"
+            rel = os.path.relpath(path, vault.root)
+            report.objects_checked += 1
+            if isinstance(result, OSError):
+                report.add("object-unreadable", subject, f"cannot read {rel}: {result.strerror}")
+                continue
+            report.bytes_checked += result.size
+            if progress:
+                progress("bytes", result.size)
+            if result.sha256 != rec.sha256:
+                report.add("object-digest-mismatch", subject,
+                           f"sha256 of {rel}: expected={rec.sha256} found={result.sha256}; the stored copy has been modified")
+            elif result.size != rec.size:
+                report.add("object-size-mismatch", subject, f"size expected={rec.size} found={result.size}")
+            elif all_digests and rec.second and result.second != rec.second:
+                report.add("object-digest-mismatch", subject, f"blake3 of {rel}: expected={rec.second} found={result.second}")
+            if not store.is_read_only(path) and path in present.values():
+                report.add("object-writable", subject, f"{rel} is writable; objects must be read-only", "notice")
+
+
+def audit_vault(vault: Vault, *, key: CustodianKey, now: Callable[[], datetime], all_digests: bool = False,
+                jobs: int | None = None, progress: ProgressFn | None = None) -> tuple[VerifyReport, int | None]:
+    """``verify`` plus a signed audit entry recording the result.  Returns (report, seq)."""
+    report = verify_vault(vault, all_digests=all_digests, jobs=jobs, progress=progress)
+    started = now()
+    body = {
+        "result": "pass" if report.ok else "fail",
+        "checked_entries": report.entries,
+        "tree_size": report.tree_size,
+        "root_hash": report.root_hash,
+        "objects_checked": report.objects_checked,
+        "bytes_checked": report.bytes_checked,
+        "digests": list(report.digests),
+        "finding_count": len(report.errors),
+        "findings": [f.to_json() for f in report.errors[:50]],
+        "software": _software(),
+    }
+    signed = vault.append(key, now=started, type="audit", case="", body=body)
+    return report, (signed.entry.seq if signed else None)
+
+
+def _software() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"evidencelock {version('evidencelock')}"
+    except PackageNotFoundError:  # pragma: no cover
+        return "evidencelock"
+
+

@@ -1,0 +1,127 @@
+"""Shared plumbing for the click commands: vault resolution, passphrases, output, exit codes.
+
+Only the ``commands`` package and ``cli`` import click; the library never does.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from ..errors import CustodianKeyError, EvidenceLockError, InputError, exit_code_for
+from ..vault import DEFAULT_VAULT, Vault
+
+__all__ = [
+    "EXIT_CODES_HELP",
+    "out",
+    "err",
+    "json_option",
+    "vault_path",
+    "open_vault",
+    "get_passphrase",
+    "utc_now",
+    "emit_json",
+    "handle_errors",
+]
+
+EXIT_CODES_HELP = "Exit codes: 0 all good; 1 verification found a problem; 2 bad usage, bad input or environment failure."
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def utc_now() -> datetime:
+    """The real clock: read here, at the edge, and passed into the library (STYLE.md §8)."""
+    return datetime.now(timezone.utc)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")(f)
+
+
+def vault_path(ctx: click.Context) -> Path:
+    obj = ctx.find_root().obj or {}
+    return Path(obj.get("vault") or os.environ.get("EVIDENCELOCK_VAULT") or DEFAULT_VAULT)
+
+
+@contextmanager
+def open_vault(ctx: click.Context, *, writable: bool = False) -> Iterator[Vault]:
+    vault = Vault.open(vault_path(ctx), writable=writable)
+    try:
+        yield vault
+    finally:
+        vault.close()
+
+
+def get_passphrase(*, confirm: bool = False) -> str:
+    value = os.environ.get("EVIDENCELOCK_PASSPHRASE")
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        raise CustodianKeyError(
+            "a passphrase is needed to unlock the custodian key",
+            hint="set $EVIDENCELOCK_PASSPHRASE or run in a terminal to be prompted",
+        )
+    return click.prompt("Custodian key passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+def handle_errors(f: F) -> F:
+    """Map library errors to a named message on stderr and the DESIGN.md exit code."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = kwargs.get("as_json", False)
+        try:
+            return f(*args, **kwargs)
+        except EvidenceLockError as exc:
+            code = exit_code_for(exc)
+            if as_json:
+                emit_json({"ok": False, "error": {"type": type(exc).__name__, "subject": exc.subject,
+                                                  "message": exc.message, "hint": exc.hint}})
+            err.print(f"[bold red]error:[/] {click.style('', reset=False)}{_escape(str(exc))}")
+            raise SystemExit(code) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]: nothing half-recorded; run the same command again to finish")
+            raise SystemExit(130) from None
+        except OSError as exc:
+            # An unexpected environment failure: still a clear message, never a traceback.
+            where = f"{exc.filename}: " if exc.filename else ""
+            err.print(f"[bold red]error:[/] {_escape(where)}{_escape(exc.strerror or str(exc))}")
+            raise SystemExit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def fail_usage(message: str) -> None:
+    raise InputError(message)
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

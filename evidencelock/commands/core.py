@@ -1,0 +1,292 @@
+"""Core commands: init, ingest, log, show, verify, audit, keys, demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from .. import audit as audit_mod
+from .. import ingest as ingest_mod
+from ..entry import SignedEntry
+from ..errors import InputError
+from ..vault import Vault
+from . import _common as c
+from ._common import EXIT_CODES_HELP, emit_json, err, handle_errors, json_option, out
+
+
+def register(cli: click.Group) -> None:
+    for cmd in (init, ingest, log, show, verify, audit, keys, demo):
+        cli.add_command(cmd)
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.option("--custodian", required=True, help="Name of the first custodian (a person or team).")
+@click.option("--ledger-url", default=None, help="SQLAlchemy URL of a PostgreSQL ledger (default: SQLite in the vault).")
+@json_option
+@click.pass_context
+@handle_errors
+def init(ctx: click.Context, custodian: str, ledger_url: str | None, as_json: bool) -> None:
+    """Create a vault and the first custodian key (enrolled by the ledger's first entry)."""
+    path = c.vault_path(ctx)
+    passphrase = c.get_passphrase(confirm=True)
+    vault = Vault.init(path, custodian=custodian, passphrase=passphrase, now=c.utc_now(), ledger_url=ledger_url)
+    try:
+        key_id = vault.config.default_custodian
+        if as_json:
+            emit_json({"ok": True, "vault": str(path), "custodian": custodian, "key_id": key_id, "origin": vault.config.origin})
+        else:
+            out.print(f"Created vault [bold]{escape(str(path))}[/] (origin {escape(vault.config.origin)})")
+            out.print(f"Custodian {escape(custodian)}: key id {key_id}")
+            out.print("Keep the passphrase safe: without it nobody can sign as this custodian.")
+    finally:
+        vault.close()
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+
+
+@click.command(epilog=EXIT_CODES_HELP + " Exit 2 also when any file was rejected (the others are preserved).")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--case", "case", required=True, help="Case (matter) the files belong to.")
+@click.option("--note", default=None, help="Free-text note recorded with every file (who, where from).")
+@click.option("--custodian", default=None, help="Sign as this custodian (name or key id; default: the vault's).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, help="Files read in parallel (default: cores).")
+@click.option("--follow-symlinks", is_flag=True, help="Follow symlinks that point inside the ingested folder.")
+@click.option("--no-media", is_flag=True, help="Skip metadata and fingerprint extraction.")
+@json_option
+@click.pass_context
+@handle_errors
+def ingest(ctx: click.Context, paths: tuple[str, ...], case: str, note: str | None, custodian: str | None,
+           jobs: int | None, follow_symlinks: bool, no_media: bool, as_json: bool) -> None:
+    """Preserve files and folders (recursively) into the vault, one signed entry per file."""
+    with c.open_vault(ctx, writable=True) as vault:
+        key = vault.unlock(c.get_passphrase(), custodian)
+        with _progress() as bar:
+            task = bar.add_task("ingesting", total=None)
+
+            def progress(event: str, n: int) -> None:
+                if event == "total":
+                    bar.update(task, total=n)
+                elif event == "bytes":
+                    bar.advance(task, n)
+
+            report = ingest_mod.ingest(vault, [Path(p) for p in paths], key=key, case=case, note=note, now=c.utc_now,
+                                       jobs=jobs, follow_symlinks=follow_symlinks, extract_media=not no_media,
+                                       progress=progress)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        _render_ingest(report)
+    if not report.ok:
+        raise SystemExit(2)
+
+
+def _render_ingest(report: ingest_mod.IngestReport) -> None:
+    for o in report.outcomes:
+        if o.status in ("rejected", "skipped"):
+            style = "red" if o.status == "rejected" else "yellow"
+            err.print(f"[{style}]{o.status}[/] {escape(o.path)}: {escape(o.reason)}")
+        for flag in o.flags:
+            err.print(f"[yellow]flag[/] {escape(o.path)}: {flag}")
+        for m in o.media_errors:
+            err.print(f"[yellow]media[/] {escape(o.path)}: {escape(m)}")
+        for nd in o.near_duplicates:
+            err.print(f"[cyan]similar[/] {escape(o.path)} ~ item {nd.get('item', '')[:16]}… (distance {nd.get('distance')})")
+    mib = report.bytes_read / (1 << 20)
+    rate = mib / report.seconds if report.seconds > 0 else 0.0
+    out.print(
+        f"Case [bold]{escape(report.case)}[/]: {len(report.outcomes)} files, "
+        f"{report.count('preserved')} preserved, {report.count('duplicate')} exact duplicates, "
+        f"{report.count('already-recorded')} already recorded, {report.count('rejected')} rejected, "
+        f"{report.count('skipped')} skipped; {c.human_size(report.bytes_read)} in {report.seconds:.1f} s ({rate:.0f} MiB/s)"
+    )
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.option("--case", "case", default=None, help="Only entries of this case.")
+@click.option("--type", "type_", default=None, help="Only entries of this type (ingest, audit, …).")
+@click.option("--limit", type=int, default=None, help="Only the last N entries.")
+@json_option
+@click.pass_context
+@handle_errors
+def log(ctx: click.Context, case: str | None, type_: str | None, limit: int | None, as_json: bool) -> None:
+    """Custody history: every ledger entry (as recorded; run `verify` to check it)."""
+    with c.open_vault(ctx) as vault:
+        names = {k: pk.name for k, pk in vault.enrolled_keys().items()}
+        rows = []
+        for row in vault.ledger.rows():
+            e = SignedEntry.from_bytes(row.canonical, row.signature, subject=f"entry {row.seq}").entry
+            if (case is None or e.case == case) and (type_ is None or e.type == type_):
+                rows.append(e)
+    if limit is not None:
+        rows = rows[-limit:]
+    if as_json:
+        emit_json([e.to_json() for e in rows])
+        return
+    table = Table("seq", "time (UTC)", "type", "case", "custodian", "what")
+    for e in rows:
+        table.add_row(str(e.seq), e.time[:19].replace("T", " "), e.type, escape(e.case),
+                      escape(names.get(e.actor, e.actor[:12])), escape(_describe(e.body, e.type)))
+    out.print(table)
+
+
+def _describe(body: Any, type_: str) -> str:
+    if type_ == "ingest":
+        src = body.get("source", {})
+        dup = f" (duplicate of entry {body['duplicate_of']})" if "duplicate_of" in body else ""
+        return f"{body.get('item', '')[:16]}… {src.get('path', '')} {c.human_size(body.get('size', 0))}{dup}"
+    if type_ == "key-enroll":
+        return f"key {body.get('key_id', '')[:16]}… {body.get('name', '')}"
+    if type_ == "audit":
+        return f"{body.get('result')} — {body.get('objects_checked')} objects, {body.get('finding_count')} findings"
+    return json.dumps(body, sort_keys=True)[:80]
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.argument("item")
+@json_option
+@click.pass_context
+@handle_errors
+def show(ctx: click.Context, item: str, as_json: bool) -> None:
+    """One item (digest prefix, at least 6 hex digits): metadata, fingerprints, custody."""
+    from ..show import item_details
+
+    with c.open_vault(ctx) as vault:
+        details = item_details(vault, item)
+    if as_json:
+        emit_json(details)
+        return
+    from ..show import render_item
+
+    render_item(out, details)
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.option("--all-digests", is_flag=True, help="Also re-check the second digest (BLAKE3) of every object.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, help="Objects hashed in parallel.")
+@click.option("--shard", default=None, metavar="K/N", help="Only re-hash objects of shard K of N (ledger checks always run).")
+@json_option
+@click.pass_context
+@handle_errors
+def verify(ctx: click.Context, all_digests: bool, jobs: int | None, shard: str | None, as_json: bool) -> None:
+    """Read-only full check: every object re-hashed, chain, signatures, tree, checkpoints."""
+    shard_t = _parse_shard(shard)
+    with c.open_vault(ctx) as vault, _progress() as bar:
+        task = bar.add_task("verifying", total=None)
+        report = audit_mod.verify_vault(vault, all_digests=all_digests, jobs=jobs, shard=shard_t,
+                                        progress=_bar_progress(bar, task))
+    _render_verify(report, as_json)
+    raise SystemExit(0 if report.ok else 1)
+
+
+def _parse_shard(shard: str | None) -> tuple[int, int] | None:
+    if shard is None:
+        return None
+    try:
+        k, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise InputError(f"--shard must look like K/N, found {shard!r}") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise InputError(f"--shard K/N needs 0 <= K < N, found {shard!r}")
+    return k, n
+
+
+def _bar_progress(bar: Progress, task: Any) -> Any:
+    def progress(event: str, n: int) -> None:
+        if event == "total":
+            bar.update(task, total=n)
+        elif event == "bytes":
+            bar.advance(task, n)
+
+    return progress
+
+
+def _render_verify(report: audit_mod.VerifyReport, as_json: bool, audit_seq: int | None = None) -> None:
+    if as_json:
+        data = report.to_json()
+        if audit_seq is not None:
+            data["audit_entry"] = audit_seq
+        emit_json(data)
+        return
+    for f in report.findings:
+        style = "red" if f.severity == "error" else "yellow"
+        out.print(f"[{style}]{f.severity.upper()}[/] {escape(f.subject)}: {escape(f.message)} [dim]({f.code})[/]")
+    verdict = "[bold green]OK[/]" if report.ok else f"[bold red]FAILED[/] ({len(report.errors)} problems)"
+    out.print(
+        f"{verdict}: {report.entries} entries, chain and signatures checked; tree size {report.tree_size} "
+        f"root {report.root_hash[:16]}…; {report.objects_checked} objects ({c.human_size(report.bytes_checked)}) "
+        f"re-hashed with {'+'.join(report.digests)}; {report.checkpoints_checked} checkpoints checked"
+        + (f"; recorded as audit entry {audit_seq}" if audit_seq is not None else "")
+    )
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.option("--all-digests", is_flag=True, help="Also re-check the second digest (BLAKE3) of every object.")
+@click.option("--custodian", default=None, help="Sign the audit entry as this custodian.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None)
+@json_option
+@click.pass_context
+@handle_errors
+def audit(ctx: click.Context, all_digests: bool, custodian: str | None, jobs: int | None, as_json: bool) -> None:
+    """`verify`, then record the result as a signed audit entry (for scheduled audits)."""
+    with c.open_vault(ctx, writable=True) as vault:
+        key = vault.unlock(c.get_passphrase(), custodian)
+        with _progress() as bar:
+            task = bar.add_task("auditing", total=None)
+            report, seq = audit_mod.audit_vault(vault, key=key, now=c.utc_now, all_digests=all_digests, jobs=jobs,
+                                                progress=_bar_progress(bar, task))
+    _render_verify(report, as_json, seq)
+    raise SystemExit(0 if report.ok else 1)
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@json_option
+@click.pass_context
+@handle_errors
+def keys(ctx: click.Context, as_json: bool) -> None:
+    """Enrolled custodian keys (id, name, when enrolled / revoked)."""
+    from sqlalchemy import select
+
+    from .. import schema
+
+    with c.open_vault(ctx) as vault:
+        with vault.ledger.reader() as conn:
+            rows = conn.execute(select(schema.keys).order_by(schema.keys.c.enrolled_seq)).all()
+    data = [{"key_id": r.key_id, "name": r.name, "enrolled_seq": r.enrolled_seq, "revoked_seq": r.revoked_seq} for r in rows]
+    if as_json:
+        emit_json(data)
+        return
+    table = Table("key id", "custodian", "enrolled at", "revoked at")
+    for d in data:
+        table.add_row(d["key_id"], escape(d["name"]), str(d["enrolled_seq"]), str(d["revoked_seq"] or ""))
+    out.print(table)
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.option("--dir", "workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("evidencelock-demo"),
+              show_default=True, help="Folder for the demo media and vault (must not exist or be empty).")
+@click.pass_context
+@handle_errors
+def demo(ctx: click.Context, workdir: Path) -> None:
+    """Generate real media, ingest it, verify, tamper with a copy, and show the failure named."""
+    from ..demo import run_demo
+
+    run_demo(workdir, say=out.print)
+
+

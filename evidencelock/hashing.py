@@ -1,0 +1,80 @@
+"""One streaming read -> SHA-256 + a second digest (+ optionally a copy).
+
+The second digest is BLAKE3 (docs/adr/0001-second-digest.md): a different construction from
+SHA-2, so a future break of one family does not sink the evidence, and on this hardware the
+fastest of the candidates (≈2.3 GB/s on one core against SHA-512's ≈0.43 GB/s), which matters
+because it is the largest hashing cost of an ingest.  SHA-512 is computed at export time for
+the BagIt manifest, where standard tools expect it.
+
+hashlib and blake3 release the GIL on large buffers, so several files hash in parallel threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import blake3
+
+__all__ = ["SECOND_ALGORITHM", "CHUNK_SIZE", "Digests", "MultiHasher", "hash_file", "hash_fd"]
+
+SECOND_ALGORITHM = "blake3"
+CHUNK_SIZE = 1 << 20  # 1 MiB: large enough to release the GIL and amortise syscalls
+
+
+@dataclass(frozen=True)
+class Digests:
+    sha256: str
+    second: str | None
+    size: int
+    second_algorithm: str = SECOND_ALGORITHM
+
+
+class MultiHasher:
+    """Feeds the same bytes to SHA-256 and (unless disabled) BLAKE3."""
+
+    def __init__(self, *, second: bool = True) -> None:
+        self._sha256 = hashlib.sha256()
+        # One thread per hasher: parallelism comes from hashing several files at once.
+        self._second = blake3.blake3(max_threads=1) if second else None
+        self.size = 0
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._sha256.update(data)
+        if self._second is not None:
+            self._second.update(data)
+        self.size += len(data)
+
+    def digests(self) -> Digests:
+        second = self._second.hexdigest() if self._second is not None else None
+        return Digests(self._sha256.hexdigest(), second, self.size)
+
+
+def hash_fd(fd: int, *, second: bool = True) -> Digests:
+    """Hash everything readable from a file descriptor, one chunk at a time (flat memory)."""
+    hasher = MultiHasher(second=second)
+    buf = bytearray(CHUNK_SIZE)
+    view = memoryview(buf)
+    while True:
+        n = os.readv(fd, [buf])
+        if n == 0:
+            break
+        hasher.update(view[:n])
+    return hasher.digests()
+
+
+def hash_file(path: str | os.PathLike[str], *, second: bool = True) -> Digests:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        return hash_fd(fd, second=second)
+    finally:
+        os.close(fd)
+
+
+def hash_stream(stream: BinaryIO, *, second: bool = True) -> Digests:
+    hasher = MultiHasher(second=second)
+    while chunk := stream.read(CHUNK_SIZE):
+        hasher.update(chunk)
+    return hasher.digests()

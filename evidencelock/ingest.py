@@ -1,0 +1,406 @@
+"""Preserve files and folders: a safe walk, one read per file, a signed ingest entry each.
+
+Per file (docs/vault-layout.md §5):
+
+1. open without following symlinks and without blocking (a FIFO never hangs us), check with
+   ``fstat`` that it is a regular file (race-free: the check is on what we opened);
+2. read it once: SHA-256 + BLAKE3 + the staged copy (``ObjectStore.stage_fd``), in parallel
+   threads across files;
+3. check that size and mtime did not change while it was read;
+4. extract metadata from the *staged copy* (our immutable bytes) in an isolated worker;
+5. append the ingest entry (serialised; a source already recorded for the case is skipped,
+   so rerunning an interrupted ingest completes it without duplicate entries);
+6. move the object into place.
+
+A file that cannot be preserved is *rejected* with a named reason and nothing is recorded for
+it; the other files are still preserved.  Symlinks and special files are *skipped* and
+reported, never followed out of the ingested tree or opened.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import os
+import socket
+import stat
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from . import schema
+from .entry import Entry, format_time
+from .errors import InputError, StorageError
+from .keys import CustodianKey
+from .ledger import Tail, set_item_media
+from .store import SourceChanged, SourceReadError, StagedObject
+from .vault import Vault
+
+__all__ = ["ingest", "IngestReport", "FileOutcome", "display_path", "walk"]
+
+MAX_NOTE = 4096
+
+
+@dataclass(frozen=True)
+class Candidate:
+    path: bytes  # absolute path as the file system spells it
+    root: bytes  # the ingested root it was found under
+    rel: bytes  # path relative to the root (the file name itself for a single file)
+
+
+@dataclass
+class FileOutcome:
+    path: str  # display form
+    status: str  # preserved | duplicate | already-recorded | rejected | skipped
+    reason: str = ""
+    sha256: str | None = None
+    size: int = 0
+    seq: int | None = None
+    flags: list[str] = field(default_factory=list)
+    media_errors: list[str] = field(default_factory=list)
+    near_duplicates: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class IngestReport:
+    case: str
+    outcomes: list[FileOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(o.size for o in self.outcomes if o.status in ("preserved", "duplicate", "already-recorded"))
+
+    @property
+    def ok(self) -> bool:
+        return self.count("rejected") == 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "case": self.case,
+            "ok": self.ok,
+            "files": len(self.outcomes),
+            "preserved": self.count("preserved"),
+            "duplicates": self.count("duplicate"),
+            "already_recorded": self.count("already-recorded"),
+            "rejected": self.count("rejected"),
+            "skipped": self.count("skipped"),
+            "bytes": self.bytes_read,
+            "seconds": round(self.seconds, 3),
+            "outcomes": [o.__dict__ for o in self.outcomes],
+        }
+
+
+@dataclass(frozen=True)
+class _Read:
+    cand: Candidate
+    staged: StagedObject
+    mtime_ns: int
+    flags: tuple[str, ...]
+    media: Any  # media.MediaReport or None
+
+
+ProgressFn = Callable[[str, int], None]  # (event, n): ("file", 1) / ("bytes", n) / ("total", bytes)
+
+
+def display_path(raw: bytes) -> str:
+    """A printable form of a file-system path; undecodable bytes shown as \\xNN."""
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
+def _source_record(cand: Candidate, mtime_ns: int, host: str) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "host": host,
+        "root": display_path(cand.root),
+        "path": display_path(cand.rel),
+        "mtime": format_time(datetime.fromtimestamp(mtime_ns / 1e9, timezone.utc)),
+    }
+    try:
+        cand.path.decode("utf-8")
+    except UnicodeDecodeError:
+        # docs/ledger-format.md §4.1: names that are not UTF-8 are kept exactly, in base64.
+        record["root_b64"] = base64.b64encode(cand.root).decode()
+        record["path_b64"] = base64.b64encode(cand.rel).decode()
+    # The identity that makes a rerun idempotent: host + absolute path bytes.
+    record["key"] = hashlib.sha256(host.encode() + b"\x00" + cand.path).hexdigest()
+    return record
+
+
+def walk(paths: Sequence[str | os.PathLike[str] | bytes], *, follow_symlinks: bool = False) -> tuple[list[Candidate], list[FileOutcome]]:
+    """Every regular file under ``paths``; symlinks and special files become skip outcomes.
+
+    Raises InputError (before anything is read) if a given path does not exist or is not
+    a file or folder.
+    """
+    roots: list[tuple[bytes, os.stat_result]] = []
+    for p in paths:
+        raw = os.fsencode(p)
+        try:
+            st = os.stat(raw)  # a path the user named is followed, even if it is a link
+        except FileNotFoundError:
+            raise InputError("no such file or folder", subject=display_path(raw)) from None
+        except OSError as exc:
+            raise InputError(f"cannot access: {exc.strerror}", subject=display_path(raw)) from None
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            raise InputError(f"not a regular file or folder ({_kind(st.st_mode)})", subject=display_path(raw))
+        roots.append((os.path.abspath(raw), st))
+
+    candidates: list[Candidate] = []
+    skipped: list[FileOutcome] = []
+    seen: set[bytes] = set()
+    for root, st in roots:
+        if stat.S_ISREG(st.st_mode):
+            if root not in seen:
+                seen.add(root)
+                candidates.append(Candidate(root, os.path.dirname(root), os.path.basename(root)))
+            continue
+        real_root = os.path.realpath(root)
+        for cand, skip in _walk_dir(root, real_root, follow_symlinks):
+            if skip is not None:
+                skipped.append(skip)
+            elif cand is not None and cand.path not in seen:
+                seen.add(cand.path)
+                candidates.append(cand)
+    return candidates, skipped
+
+
+def _walk_dir(root: bytes, real_root: bytes, follow: bool) -> Iterator[tuple[Candidate | None, FileOutcome | None]]:
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                ents = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            yield None, FileOutcome(display_path(d), "rejected", f"cannot list folder: {exc.strerror}")
+            continue
+        subdirs = []
+        for ent in ents:
+            path = ent.path
+            rel = os.path.relpath(path, root)
+            try:
+                mode = ent.stat(follow_symlinks=False).st_mode
+            except OSError as exc:
+                yield None, FileOutcome(display_path(path), "rejected", f"cannot stat: {exc.strerror}")
+                continue
+            if stat.S_ISLNK(mode):
+                target = os.path.realpath(path)
+                inside = target == real_root or target.startswith(real_root + b"/")
+                if follow and inside and os.path.isfile(target):
+                    # Followed only inside the tree; its target is ingested under this name too.
+                    yield Candidate(target, root, rel), None
+                else:
+                    why = "points outside the ingested folder" if not inside else "symlinks are not followed"
+                    yield None, FileOutcome(
+                        display_path(path), "skipped",
+                        f"symlink to {display_path(os.readlink(path))} not followed ({why}; its target is not preserved through this link)",
+                    )
+            elif stat.S_ISDIR(mode):
+                subdirs.append(path)
+            elif stat.S_ISREG(mode):
+                yield Candidate(path, root, rel), None
+            else:
+                yield None, FileOutcome(display_path(path), "skipped", f"not a regular file ({_kind(mode)}); not opened")
+        stack.extend(reversed(subdirs))
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISLNK, "symlink"), (stat.S_ISDIR, "folder")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+class _Rejected(Exception):
+    pass
+
+
+def _read_one(vault: Vault, cand: Candidate, *, extract: Callable[[Path, str], Any] | None) -> _Read:
+    """Steps 1-4 for one file.  Raises _Rejected with a reason naming what went wrong."""
+    try:
+        fd = os.open(cand.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise _Rejected("file vanished before it could be read") from None
+    except PermissionError:
+        raise _Rejected("permission denied: cannot read this file") from None
+    except OSError as exc:
+        raise _Rejected(f"cannot open: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _Rejected(f"not a regular file ({_kind(st.st_mode)}); not read")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        except (AttributeError, OSError):
+            pass
+        try:
+            staged = vault.store.stage_fd(fd, expected_size=st.st_size)
+        except SourceChanged as exc:
+            raise _Rejected(f"file changed while being read ({exc}); run the ingest again once it is stable") from None
+        except SourceReadError as exc:
+            raise _Rejected(f"read error: {exc.error.strerror} (damaged medium?)") from None
+        after = os.fstat(fd)
+        if after.st_size != st.st_size or after.st_mtime_ns != st.st_mtime_ns:
+            vault.store.discard(staged)
+            raise _Rejected(
+                f"file changed while being read (size {st.st_size}→{after.st_size}, mtime changed: "
+                f"{after.st_mtime_ns != st.st_mtime_ns}); run the ingest again once it is stable"
+            )
+    finally:
+        os.close(fd)
+    flags = []
+    if staged.digests.size == 0:
+        flags.append("empty-file")
+    if not os.path.lexists(cand.path):
+        flags.append("source-removed-during-ingest")
+    media = None
+    if extract is not None and staged.digests.size > 0:
+        mtime = format_time(datetime.fromtimestamp(st.st_mtime_ns / 1e9, timezone.utc))
+        media = extract(staged.path, mtime)
+    return _Read(cand, staged, st.st_mtime_ns, tuple(flags), media)
+
+
+def _default_extract(path: Path, mtime: str) -> Any:
+    from . import media  # imported lazily: the verification core never needs it
+
+    return media.extract(path, mtime=mtime)
+
+
+def ingest(
+    vault: Vault,
+    paths: Sequence[str | os.PathLike[str] | bytes],
+    *,
+    key: CustodianKey,
+    case: str,
+    note: str | None = None,
+    now: Callable[[], datetime],
+    jobs: int | None = None,
+    follow_symlinks: bool = False,
+    extract_media: bool = True,
+    progress: ProgressFn | None = None,
+) -> IngestReport:
+    """Preserve ``paths`` into ``vault`` under ``case``; see the module docstring."""
+    if not vault.writable:
+        raise ValueError("vault must be opened writable")
+    case = case.strip()
+    if not case or len(case) > 256:
+        raise InputError("a case name of 1 to 256 characters is required (--case CASE)")
+    if note is not None and len(note) > MAX_NOTE:
+        raise InputError(f"the note is longer than {MAX_NOTE} characters")
+    started = time.monotonic()
+    candidates, skipped = walk(paths, follow_symlinks=follow_symlinks)
+    report = IngestReport(case=case, outcomes=list(skipped))
+    host = socket.gethostname()
+    extract = (_default_extract if extract_media else None)
+    if progress:
+        total = 0
+        for c in candidates:
+            try:
+                total += os.lstat(c.path).st_size
+            except OSError:
+                pass
+        progress("total", total)
+
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="ingest") as pool:
+        pending: dict[Future[_Read], Candidate] = {}
+        queue = iter(candidates)
+        # Bounded queue: at most 2*jobs files staged but not yet recorded, so an interrupted
+        # run leaves little to redo and a huge folder does not fill the staging area.
+        def refill() -> None:
+            while len(pending) < 2 * jobs:
+                cand = next(queue, None)
+                if cand is None:
+                    return
+                pending[pool.submit(_read_one, vault, cand, extract=extract)] = cand
+
+        refill()
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    cand = pending.pop(fut)
+                    outcome = _finish(vault, fut, cand, key=key, case=case, note=note, now=now, host=host)
+                    report.outcomes.append(outcome)
+                    if progress:
+                        progress("file", 1)
+                        progress("bytes", outcome.size)
+                refill()
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _finish(vault: Vault, fut: Future[_Read], cand: Candidate, *, key: CustodianKey, case: str,
+            note: str | None, now: Callable[[], datetime], host: str) -> FileOutcome:
+    shown = display_path(cand.path)
+    try:
+        read = fut.result()
+    except _Rejected as exc:
+        return FileOutcome(shown, "rejected", str(exc))
+    except StorageError:
+        raise  # the vault's disk failed: stop the run, nothing half-recorded
+    d = read.staged.digests
+    source = _source_record(cand, read.mtime_ns, host)
+    media_json = read.media.to_json() if read.media is not None else None
+    state: dict[str, Any] = {}
+
+    def build(conn: Connection, tail: Tail) -> Entry | None:
+        already = conn.execute(
+            select(schema.sources.c.seq).where(
+                schema.sources.c.case_id == case,
+                schema.sources.c.sha256 == d.sha256,
+                schema.sources.c.source_key == source["key"],
+            )
+        ).first()
+        if already is not None:
+            state["already"] = already.seq
+            return None
+        first = conn.execute(select(schema.items.c.first_seq).where(schema.items.c.sha256 == d.sha256)).first()
+        body: dict[str, Any] = {
+            "item": d.sha256,
+            "digests": {"sha256": d.sha256, d.second_algorithm: d.second},
+            "size": d.size,
+            "source": source,
+        }
+        if note:
+            body["note"] = note
+        if first is not None:
+            body["duplicate_of"] = first.first_seq
+            state["duplicate"] = True
+        if read.flags:
+            body["flags"] = list(read.flags)
+        if media_json is not None:
+            body["media"] = {k: media_json[k] for k in ("kind", "summary", "flags", "errors", "extractor") if k in media_json}
+        return Entry(seq=tail.size, prev=tail.prev, time=format_time(now()), type="ingest", case=case,
+                     actor=key.key_id, body=body)
+
+    def after(conn: Connection, signed: Any) -> None:
+        if media_json is not None and not state.get("duplicate"):
+            set_item_media(conn, d.sha256, media_json)
+
+    signed = vault.ledger.append(build, key.sign, after=after)
+    vault.store.commit(read.staged)  # also discards the staged copy of a known object
+    flags = list(read.flags)
+    media_errors = list(media_json.get("errors", [])) if media_json else []
+    if signed is None:
+        return FileOutcome(shown, "already-recorded", f"already recorded for this case at entry {state['already']}",
+                           d.sha256, d.size, state["already"], flags, media_errors)
+    status = "duplicate" if state.get("duplicate") else "preserved"
+    reason = f"same bytes as entry {signed.entry.body['duplicate_of']}" if status == "duplicate" else ""
+    return FileOutcome(shown, status, reason, d.sha256, d.size, signed.entry.seq, flags, media_errors)

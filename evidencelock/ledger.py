@@ -1,0 +1,250 @@
+"""The append-only, hash-chained, signed ledger (SQLAlchemy; SQLite or PostgreSQL).
+
+Appends are serialised so that two processes never fork the chain: SQLite transactions start
+with ``BEGIN IMMEDIATE`` (the writer lock is taken before the tail is read) and PostgreSQL
+appends take a transaction-level advisory lock.  Within that lock an append reads the tail,
+builds the entry (seq = tail + 1, prev = hash of the tail), signs it, inserts it, extends
+the Merkle tree and updates the derived tables, then commits: all or nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+
+from . import schema, treestore
+from .entry import GENESIS_PREV, Entry, SignedEntry
+from .errors import StorageError
+
+__all__ = ["Ledger", "Tail", "EntryRow"]
+
+# Any constant works; it names "the ledger tail" among PostgreSQL advisory locks.
+_PG_APPEND_LOCK = 0x65766C6B  # "evlk"
+
+
+@dataclass(frozen=True)
+class Tail:
+    size: int  # number of entries; the next seq
+    prev: str  # entry hash of the last entry, or GENESIS_PREV
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    """A row as stored: NOT yet verified (the audit parses and checks it)."""
+
+    seq: int
+    canonical: bytes
+    signature: bytes
+    entry_hash: str
+    leaf_hash: str
+
+
+Builder = Callable[[Connection, Tail], Entry | None]
+AfterAppend = Callable[[Connection, SignedEntry], None]
+
+
+class Ledger:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+
+    @classmethod
+    def open(cls, url: str, *, create: bool = False) -> "Ledger":
+        engine = _make_engine(url)
+        ledger = cls(engine)
+        try:
+            if create:
+                schema.metadata.create_all(engine)
+            else:
+                with engine.connect() as conn:
+                    conn.execute(select(func.count()).select_from(schema.entries)).scalar_one()
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            raise _storage_error(exc, url) from None
+        return ledger
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writing ------------------------------------------------------------------------
+    def append(self, build: Builder, sign: Callable[[bytes], bytes], *, after: AfterAppend | None = None) -> SignedEntry | None:
+        """Append the entry ``build(conn, tail)`` returns (or nothing if it returns None).
+
+        ``build`` runs inside the serialised transaction, so it may look at the ledger (e.g.
+        to skip a source that is already recorded) without racing another appender.
+        """
+        try:
+            with self.engine.begin() as conn:
+                if not self.is_sqlite:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPEND_LOCK})
+                tail = self._tail(conn)
+                entry = build(conn, tail)
+                if entry is None:
+                    return None
+                if entry.seq != tail.size or entry.prev != tail.prev:
+                    raise ValueError("builder must use the tail it was given")
+                signed = SignedEntry.create(entry, sign)
+                conn.execute(
+                    schema.entries.insert().values(
+                        seq=entry.seq,
+                        canonical=signed.canonical,
+                        signature=signed.signature,
+                        entry_hash=signed.entry_hash,
+                        leaf_hash=signed.leaf_hash.hex(),
+                        type=entry.type,
+                        case_id=entry.case,
+                        actor=entry.actor,
+                        time=entry.time,
+                        item=entry.item,
+                    )
+                )
+                treestore.append_leaf(conn, entry.seq, signed.leaf_hash)
+                _update_derived(conn, signed)
+                if after is not None:
+                    after(conn, signed)
+                return signed
+        except SQLAlchemyError as exc:
+            raise _storage_error(exc, str(self.engine.url)) from None
+
+    # -- reading ------------------------------------------------------------------------
+    def tail(self) -> Tail:
+        with self.reader() as conn:
+            return self._tail(conn)
+
+    @staticmethod
+    def _tail(conn: Connection) -> Tail:
+        row = conn.execute(
+            select(schema.entries.c.seq, schema.entries.c.entry_hash).order_by(schema.entries.c.seq.desc()).limit(1)
+        ).first()
+        if row is None:
+            return Tail(0, GENESIS_PREV)
+        return Tail(row.seq + 1, row.entry_hash)
+
+    @contextmanager
+    def reader(self) -> Iterator[Connection]:
+        """A connection for reading: a snapshot, without taking SQLite's write lock."""
+        with self.engine.connect() as conn:
+            conn.info["writer"] = False
+            try:
+                yield conn
+            finally:
+                conn.info["writer"] = True
+
+    def rows(self, *, start: int = 0, batch: int = 5000) -> Iterator[EntryRow]:
+        """Every stored row in seq order, streamed in batches (flat memory)."""
+        t = schema.entries
+        last = start - 1
+        with self.reader() as conn:
+            while True:
+                chunk = conn.execute(
+                    select(t.c.seq, t.c.canonical, t.c.signature, t.c.entry_hash, t.c.leaf_hash)
+                    .where(t.c.seq > last)
+                    .order_by(t.c.seq)
+                    .limit(batch)
+                ).all()
+                if not chunk:
+                    return
+                for r in chunk:
+                    yield EntryRow(r.seq, bytes(r.canonical), bytes(r.signature), r.entry_hash, r.leaf_hash)
+                last = chunk[-1].seq
+
+    def entries_for_item(self, sha256: str) -> list[SignedEntry]:
+        t = schema.entries
+        with self.reader() as conn:
+            rows = conn.execute(
+                select(t.c.seq, t.c.canonical, t.c.signature).where(t.c.item == sha256).order_by(t.c.seq)
+            ).all()
+        return [SignedEntry.from_bytes(bytes(r.canonical), bytes(r.signature), subject=f"entry {r.seq}") for r in rows]
+
+    def is_recorded(self, sha256: str) -> bool:
+        with self.reader() as conn:
+            return conn.execute(select(schema.items.c.sha256).where(schema.items.c.sha256 == sha256)).first() is not None
+
+    def get_meta(self, key: str) -> str | None:
+        with self.reader() as conn:
+            return conn.execute(select(schema.vault_meta.c.value).where(schema.vault_meta.c.key == key)).scalar()
+
+
+def _update_derived(conn: Connection, signed: SignedEntry) -> None:
+    """Keep the derived index tables in step with the entry just appended."""
+    e = signed.entry
+    body = e.body
+    if e.type == "ingest":
+        sha = body["item"]
+        exists = conn.execute(select(schema.items.c.sha256).where(schema.items.c.sha256 == sha)).first()
+        if exists is None:
+            digests = body["digests"]
+            conn.execute(
+                schema.items.insert().values(
+                    sha256=sha,
+                    second_digest=digests.get("blake3", ""),
+                    second_algorithm="blake3",
+                    size=body["size"],
+                    first_seq=e.seq,
+                    media_json=None,
+                )
+            )
+        conn.execute(
+            schema.sources.insert().values(
+                sha256=sha, case_id=e.case, source_key=body["source"]["key"], seq=e.seq
+            )
+        )
+    elif e.type == "key-enroll":
+        conn.execute(
+            schema.keys.insert().values(
+                key_id=body["key_id"],
+                public_key=bytes.fromhex(body["public_key"]),
+                name=body.get("name", ""),
+                enrolled_seq=e.seq,
+            )
+        )
+    elif e.type == "key-revoke":
+        conn.execute(
+            schema.keys.update().where(schema.keys.c.key_id == body["key_id"]).values(revoked_seq=e.seq)
+        )
+
+
+def set_item_media(conn: Connection, sha256: str, media: dict[str, Any]) -> None:
+    conn.execute(schema.items.update().where(schema.items.c.sha256 == sha256).values(media_json=json.dumps(media)))
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 120}, poolclass=None)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):  # pragma: no cover - exercised via every test
+            # Let SQLAlchemy's begin hook below issue BEGIN itself (pysqlite quirk).
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout = 120000")
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = FULL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn):  # pragma: no cover
+            # IMMEDIATE: take the write lock before reading the tail, so two appenders
+            # serialise instead of both reading the same tail (which would fork the chain).
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("writer", True) else "BEGIN")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _storage_error(exc: SQLAlchemyError, url: str) -> StorageError:
+    where = url.split("@")[-1]  # never print a password from a PostgreSQL URL
+    detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    if isinstance(exc, (OperationalError, DBAPIError)) and "not a database" in detail:
+        return StorageError(
+            f"the ledger database is damaged or not a database ({detail})",
+            subject=where,
+            hint="nothing was written; restore the ledger from a replica or backup and run `evidencelock verify`",
+        )
+    return StorageError(f"ledger database error: {detail}", subject=where, hint="nothing was written for this operation")

@@ -1,0 +1,117 @@
+"""What ``show ITEM`` reports: one item with its metadata, fingerprints and custody history.
+
+The custody entries are parsed (so their structure is checked) but their signatures are not
+verified here; the output says so, and ``verify`` / ``prove`` establish them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from sqlalchemy import select
+
+from . import schema
+from .errors import InputError
+from .vault import Vault
+
+__all__ = ["find_item", "item_details", "render_item"]
+
+
+def find_item(vault: Vault, query: str) -> str:
+    """Full SHA-256 of the one item whose digest starts with ``query`` (≥ 6 hex digits)."""
+    q = query.strip().lower()
+    if q.startswith("sha256:"):
+        q = q[7:]
+    if not re.fullmatch(r"[0-9a-f]{6,64}", q):
+        raise InputError(f"an item is named by its SHA-256 (at least 6 hex digits), found {query!r}")
+    with vault.ledger.reader() as conn:
+        rows = conn.execute(select(schema.items.c.sha256).where(schema.items.c.sha256.like(q + "%")).limit(3)).all()
+    if not rows:
+        raise InputError(f"no preserved item has a SHA-256 starting with {q}", subject=str(vault.root))
+    if len(rows) > 1:
+        raise InputError(f"{q} matches more than one item; give more digits")
+    return rows[0].sha256
+
+
+def item_details(vault: Vault, query: str) -> dict[str, Any]:
+    sha = find_item(vault, query)
+    with vault.ledger.reader() as conn:
+        row = conn.execute(select(schema.items).where(schema.items.c.sha256 == sha)).one()
+    names = {k: pk.name for k, pk in vault.enrolled_keys().items()}
+    entries = vault.ledger.entries_for_item(sha)
+    custody = []
+    for s in entries:
+        e = s.entry
+        custody.append({
+            "seq": e.seq, "time": e.time, "type": e.type, "case": e.case, "actor": e.actor,
+            "custodian": names.get(e.actor, ""), "body": dict(e.body),
+        })
+    media = json.loads(row.media_json) if row.media_json else None
+    path = vault.store.path_for(sha)
+    return {
+        "item": sha,
+        "digests": {"sha256": sha, row.second_algorithm: row.second_digest},
+        "size": row.size,
+        "object": str(path.relative_to(vault.root)),
+        "object_present": path.is_file(),
+        "media": media,
+        "custody": custody,
+        "signatures_verified": False,
+    }
+
+
+def render_item(console: Any, d: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console.print(f"[bold]Item[/] sha256:{d['item']}")
+    for alg, value in d["digests"].items():
+        console.print(f"  {alg:8} {value}")
+    console.print(f"  size     {d['size']} bytes")
+    console.print(f"  object   {d['object']}" + ("" if d["object_present"] else "  [red](MISSING)[/]"))
+    media = d.get("media") or {}
+    if media:
+        console.print(f"[bold]Media[/] ({media.get('kind', '?')}, extractor {escape(str(media.get('extractor', '')))})")
+        _render_tree(console, media.get("summary", {}), indent="  ")
+        for flag in media.get("flags", []):
+            console.print(f"  [yellow]flag[/] {escape(str(flag))}")
+        for error in media.get("errors", []):
+            console.print(f"  [yellow]metadata problem[/] {escape(str(error))}")
+        fps = media.get("fingerprints") or {}
+        if fps:
+            console.print("[bold]Fingerprints[/]")
+            for k, v in fps.items():
+                text = v if isinstance(v, str) else (f"{len(v)} values" if isinstance(v, list) else json.dumps(v)[:80])
+                console.print(f"  {k}: {escape(str(text))}")
+    table = Table("seq", "time (UTC)", "type", "case", "custodian", "source / detail", title="Custody (run `verify` to check signatures)")
+    for c in d["custody"]:
+        body = c["body"]
+        src = body.get("source", {})
+        detail = src.get("path", "") if src else json.dumps(body, sort_keys=True)[:60]
+        if "duplicate_of" in body:
+            detail += f" (same bytes as entry {body['duplicate_of']})"
+        if body.get("note"):
+            detail += f" — {body['note']}"
+        table.add_row(str(c["seq"]), c["time"][:19].replace("T", " "), c["type"], escape(c["case"]),
+                      escape(c["custodian"] or c["actor"][:12]), escape(detail))
+    console.print(table)
+
+
+def _render_tree(console: Any, value: Any, indent: str) -> None:
+    from rich.markup import escape
+
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) and v:
+                console.print(f"{indent}{escape(str(k))}:")
+                _render_tree(console, v, indent + "  ")
+            elif v not in (None, "", [], {}):
+                console.print(f"{indent}{escape(str(k))}: {escape(str(v))}")
+    elif isinstance(value, list):
+        for v in value[:20]:
+            if isinstance(v, dict):
+                _render_tree(console, v, indent + "- ")
+            else:
+                console.print(f"{indent}- {escape(str(v))}")

@@ -1,0 +1,280 @@
+"""Write-once, content-addressed object store (docs/vault-layout.md §3).
+
+Objects live at ``objects/sha256/ab/cd/<64 hex>``: the name is the SHA-256 of the bytes, so
+``sha256sum`` checks any object by hand.  The write order (STYLE.md §9, restic's design) is:
+
+1. ``stage``: the source is read once; the bytes feed SHA-256, BLAKE3 and a temporary file
+   ``staging/<session>/<random>.partial``; the file is fsync'd and renamed to
+   ``staging/<session>/<sha256>.<random>.staged``.  Nothing under ``objects/`` yet.
+2. the caller commits the ledger entry that records the object;
+3. ``commit``: the staged file is made read-only, hard-linked to its final name (``link``
+   never replaces an existing file, so an object is never rewritten), the directory is
+   fsync'd, and the staged name is removed.
+
+A crash before (2) leaves only a staged file that no entry references: it is never under
+``objects/``, so it is never mistaken for evidence, and it is removed when its session is
+found dead.  A crash between (2) and (3) leaves a recorded object in staging: the next writer
+to open the vault rolls it forward (:meth:`ObjectStore.recover`).  Hence a stray file under
+``objects/`` is always an anomaly that ``verify`` reports.
+
+Each writing process owns one session directory and holds an ``flock`` on it while alive, so
+two concurrent ingests never delete each other's work.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import secrets
+import shutil
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DigestMismatch, StorageError
+from .hashing import CHUNK_SIZE, Digests, MultiHasher, hash_file
+
+__all__ = ["ObjectStore", "StagedObject", "SourceChanged", "SourceReadError", "is_sha256_hex"]
+
+_HEX64 = re.compile(r"\A[0-9a-f]{64}\Z")
+_STAGED = re.compile(r"\A([0-9a-f]{64})\.[0-9a-f]{16}\.staged\Z")
+
+
+def is_sha256_hex(text: str) -> bool:
+    return bool(_HEX64.match(text))
+
+
+class SourceChanged(Exception):
+    """The source file changed (size or mtime) while it was being read."""
+
+
+class SourceReadError(Exception):
+    """Reading the source failed (e.g. EIO on a damaged card); wraps the OSError."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error.strerror or str(error))
+        self.error = error
+
+
+@dataclass(frozen=True)
+class StagedObject:
+    path: Path
+    digests: Digests
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _makedirs_durable(path: Path) -> None:
+    """mkdir -p, fsyncing each parent whose entry we created."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:
+            continue
+        _fsync_dir(d.parent)
+
+
+class ObjectStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.objects_dir = self.root / "objects" / "sha256"
+        self.staging_dir = self.root / "staging"
+        self._session: Path | None = None
+        self._session_fd: int | None = None
+
+    # -- layout -------------------------------------------------------------------------
+    def path_for(self, sha256: str) -> Path:
+        if not is_sha256_hex(sha256):
+            raise ValueError(f"not a lowercase hex SHA-256: {sha256!r}")
+        return self.objects_dir / sha256[0:2] / sha256[2:4] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path_for(sha256).is_file()
+
+    def create_layout(self) -> None:
+        _makedirs_durable(self.objects_dir)
+        _makedirs_durable(self.staging_dir)
+
+    # -- writing ------------------------------------------------------------------------
+    def _session_dir(self) -> Path:
+        if self._session is None:
+            _makedirs_durable(self.staging_dir)
+            session = self.staging_dir / f"{os.getpid()}-{secrets.token_hex(4)}"
+            session.mkdir()
+            fd = os.open(session, os.O_RDONLY | os.O_DIRECTORY)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._session, self._session_fd = session, fd
+        return self._session
+
+    def stage_fd(self, src_fd: int, *, expected_size: int | None = None, second: bool = True) -> StagedObject:
+        """Copy everything readable from ``src_fd`` into staging, hashing as it is written.
+
+        Raises :class:`StorageError` on a write failure (e.g. ENOSPC), after removing the
+        partial file; read errors propagate as ``OSError`` for the caller to name the source.
+        """
+        session = self._session_dir()
+        token = secrets.token_hex(8)
+        tmp = session / f"{token}.partial"
+        hasher = MultiHasher(second=second)
+        buf = bytearray(CHUNK_SIZE)
+        view = memoryview(buf)
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            try:
+                while True:
+                    try:
+                        n = os.readv(src_fd, [buf])
+                    except OSError as exc:
+                        raise SourceReadError(exc) from exc
+                    if n == 0:
+                        break
+                    chunk = view[:n]
+                    hasher.update(chunk)
+                    _write_all(out, chunk)
+                os.fsync(out)
+            finally:
+                os.close(out)
+            digests = hasher.digests()
+            if expected_size is not None and digests.size != expected_size:
+                raise SourceChanged(f"size was {expected_size} bytes when opened, {digests.size} bytes read")
+            final = session / f"{digests.sha256}.{token}.staged"
+            os.replace(tmp, final)
+            _fsync_dir(session)
+            return StagedObject(final, digests)
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            raise StorageError(
+                f"cannot write to the object store: {exc.strerror or exc}",
+                subject=str(self.root),
+                hint=("nothing was recorded for this file; "
+                      + ("free space and " if full else "") + "run the same ingest again"),
+            ) from None
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+
+    def commit(self, staged: StagedObject) -> Path:
+        """Move a staged object to its final, read-only, never-rewritten place."""
+        final = self.path_for(staged.digests.sha256)
+        try:
+            _makedirs_durable(final.parent)
+            os.chmod(staged.path, 0o444)
+            try:
+                os.link(staged.path, final)
+            except FileExistsError:
+                pass  # write-once: the existing object is kept; verify checks it
+            _fsync_dir(final.parent)
+            os.unlink(staged.path)
+            _fsync_dir(staged.path.parent)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot move object into place: {exc.strerror}",
+                subject=str(final),
+                hint="the ledger entry is committed; the next run rolls the object forward",
+            ) from None
+        return final
+
+    def discard(self, staged: StagedObject) -> None:
+        _unlink_quietly(staged.path)
+
+    def close(self) -> None:
+        if self._session is not None:
+            try:
+                self._session.rmdir()
+            except OSError:
+                pass  # not empty: a recorded object still waits to be rolled forward
+            if self._session_fd is not None:
+                os.close(self._session_fd)
+            self._session = self._session_fd = None
+
+    # -- recovery -----------------------------------------------------------------------
+    def dead_sessions(self) -> Iterator[Path]:
+        """Staging session directories whose process is gone (their flock is free)."""
+        if not self.staging_dir.is_dir():
+            return
+        for entry in sorted(self.staging_dir.iterdir()):
+            if not entry.is_dir() or entry == self._session:
+                continue
+            fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live writer owns it
+                yield entry
+            finally:
+                os.close(fd)
+
+    def leftovers(self) -> Iterator[tuple[Path, str | None]]:
+        """(path, sha256 or None) of every file left in staging by a dead session."""
+        for session in self.dead_sessions():
+            for f in sorted(session.iterdir()):
+                m = _STAGED.match(f.name)
+                yield f, (m.group(1) if m else None)
+
+    def recover(self, is_recorded) -> tuple[int, int]:
+        """Roll forward recorded staged objects, remove unrecorded leftovers.
+
+        ``is_recorded(sha256) -> bool`` asks the ledger.  Returns (rolled_forward, removed).
+        A staged file is rehashed before it is rolled forward: its name is not trusted.
+        """
+        rolled = removed = 0
+        for path, sha in list(self.leftovers()):
+            if sha is not None and is_recorded(sha):
+                digests = hash_file(path)
+                if digests.sha256 != sha:
+                    raise DigestMismatch(str(path), "sha256", sha, digests.sha256,
+                                         hint="a staged object is damaged; the source must be ingested again")
+                self.commit(StagedObject(path, digests))
+                rolled += 1
+            else:
+                _unlink_quietly(path)
+                removed += 1
+        for session in list(self.dead_sessions()):
+            shutil.rmtree(session, ignore_errors=True)
+        return rolled, removed
+
+    # -- reading ------------------------------------------------------------------------
+    def iter_objects(self) -> Iterator[tuple[str, Path]]:
+        """(name, path) of every file under objects/sha256, including malformed names."""
+        if not self.objects_dir.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(self.objects_dir):
+            dirnames.sort()
+            for name in sorted(filenames):
+                yield name, Path(dirpath) / name
+
+    def object_is_placed_correctly(self, name: str, path: Path) -> bool:
+        return is_sha256_hex(name) and path == self.path_for(name)
+
+    def is_read_only(self, path: Path) -> bool:
+        mode = path.lstat().st_mode
+        return stat.S_ISREG(mode) and not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        n = os.write(fd, data)
+        data = data[n:]
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,230 @@
+"""A vault: an object store, a ledger and custodian keys in one folder (docs/vault-layout.md).
+
+``Vault.init`` creates one; ``Vault.open`` opens an existing one.  A vault opened for writing
+first rolls forward whatever an interrupted run left behind (objects recorded in the ledger
+but not yet moved into place) and removes unrecorded leftovers of dead runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from . import schema
+from .entry import Entry, SignedEntry, format_time
+from .errors import CustodianKeyError, InputError, StorageError
+from .keys import CustodianKey, PublicKey
+from .ledger import Ledger, Tail
+from .store import ObjectStore
+
+__all__ = ["Vault", "VaultConfig", "VAULT_FORMAT", "DEFAULT_VAULT"]
+
+VAULT_FORMAT = "evidencelock-vault"
+VAULT_VERSION = 1
+CONFIG_NAME = "vault.json"
+DEFAULT_VAULT = "evidence-vault"
+
+
+@dataclass(frozen=True)
+class VaultConfig:
+    origin: str
+    ledger_url: str  # "sqlite" (the file in the vault) or an SQLAlchemy URL
+    created: str
+    default_custodian: str  # key id
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": VAULT_FORMAT,
+            "version": VAULT_VERSION,
+            "origin": self.origin,
+            "ledger": self.ledger_url,
+            "created": self.created,
+            "default_custodian": self.default_custodian,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str) -> "VaultConfig":
+        if not isinstance(obj, dict) or obj.get("format") != VAULT_FORMAT:
+            raise InputError("not an evidencelock vault configuration", subject=where)
+        if obj.get("version") != VAULT_VERSION:
+            raise InputError(f"unsupported vault version {obj.get('version')!r}", subject=where)
+        try:
+            return cls(obj["origin"], obj["ledger"], obj["created"], obj["default_custodian"])
+        except KeyError as exc:
+            raise InputError(f"vault configuration lacks {exc.args[0]!r}", subject=where) from None
+
+
+class Vault:
+    def __init__(self, root: Path, config: VaultConfig, ledger: Ledger, *, writable: bool) -> None:
+        self.root = root
+        self.config = config
+        self.ledger = ledger
+        self.store = ObjectStore(root)
+        self.writable = writable
+
+    # -- lifecycle ----------------------------------------------------------------------
+    @classmethod
+    def init(
+        cls,
+        root: Path,
+        *,
+        custodian: str,
+        passphrase: str,
+        now: datetime,
+        ledger_url: str | None = None,
+        origin: str | None = None,
+    ) -> "Vault":
+        root = Path(root)
+        if (root / CONFIG_NAME).exists():
+            raise InputError("a vault already exists here", subject=str(root))
+        if root.exists() and any(root.iterdir()):
+            raise InputError("folder is not empty; choose a new folder for the vault", subject=str(root))
+        if not custodian.strip():
+            raise InputError("a custodian name is required (--custodian NAME)")
+        key = CustodianKey.generate(custodian)
+        # Validate the passphrase before anything touches the disk.
+        key.to_encrypted_pem(passphrase)
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "keys").mkdir(mode=0o700, exist_ok=True)
+        store = ObjectStore(root)
+        store.create_layout()
+        key.save(root / "keys" / f"{key.key_id}.key.pem", passphrase)
+        (root / "keys" / f"{key.key_id}.pub.pem").write_bytes(key.public.to_pem())
+        config = VaultConfig(
+            origin=origin or f"evidencelock/{socket.gethostname()}/{secrets.token_hex(8)}",
+            ledger_url=ledger_url or "sqlite",
+            created=format_time(now),
+            default_custodian=key.key_id,
+        )
+        ledger = Ledger.open(_resolve_ledger_url(root, config.ledger_url), create=True)
+        if ledger.tail().size != 0:
+            ledger.close()
+            raise InputError("the ledger database already holds entries; use a new database for a new vault")
+        vault = cls(root, config, ledger, writable=True)
+        vault.append(
+            key,
+            now=now,
+            type="key-enroll",
+            case="",
+            body={"key_id": key.key_id, "public_key": key.public.raw.hex(), "name": custodian, "role": "custodian"},
+        )
+        with ledger.engine.begin() as conn:
+            conn.execute(schema.vault_meta.insert().values(key="origin", value=config.origin))
+        # The config is written last: a folder without vault.json is not a vault yet.
+        _write_json_atomic(root / CONFIG_NAME, config.to_json())
+        return vault
+
+    @classmethod
+    def open(cls, root: Path, *, writable: bool = False) -> "Vault":
+        root = Path(root)
+        cfg_path = root / CONFIG_NAME
+        if not cfg_path.is_file():
+            raise InputError(
+                "no evidencelock vault here",
+                subject=str(root),
+                hint="create one with `evidencelock init --custodian NAME`, or pass --vault / set $EVIDENCELOCK_VAULT",
+            )
+        try:
+            config = VaultConfig.from_json(json.loads(cfg_path.read_text("utf-8")), str(cfg_path))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read the vault configuration: {exc}", subject=str(cfg_path)) from None
+        url = _resolve_ledger_url(root, config.ledger_url)
+        if url.startswith("sqlite") and not (root / "ledger.sqlite").is_file():
+            raise StorageError("the ledger database is missing", subject=str(root / "ledger.sqlite"))
+        ledger = Ledger.open(url)
+        vault = cls(root, config, ledger, writable=writable)
+        if writable:
+            vault.store.recover(ledger.is_recorded)
+        return vault
+
+    def close(self) -> None:
+        self.store.close()
+        self.ledger.close()
+
+    def __enter__(self) -> "Vault":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- keys ---------------------------------------------------------------------------
+    def key_path(self, key_id: str) -> Path:
+        return self.root / "keys" / f"{key_id}.key.pem"
+
+    def enrolled_keys(self) -> dict[str, PublicKey]:
+        """Enrolled keys from the derived table (verify recomputes them from entries)."""
+        with self.ledger.reader() as conn:
+            rows = conn.execute(select(schema.keys)).all()
+        return {r.key_id: PublicKey(bytes(r.public_key), r.name) for r in rows}
+
+    def resolve_custodian(self, who: str | None) -> str:
+        """Key id for a custodian given by key id (prefix) or name; default if None."""
+        keys = self.enrolled_keys()
+        if who is None:
+            return self.config.default_custodian
+        matches = [k for k, pk in keys.items() if k.startswith(who.lower()) or pk.name == who]
+        if len(matches) != 1:
+            raise CustodianKeyError(
+                f"{'no' if not matches else 'more than one'} enrolled custodian matches {who!r}",
+                hint="see `evidencelock keys`",
+            )
+        return matches[0]
+
+    def unlock(self, passphrase: str, who: str | None = None) -> CustodianKey:
+        key_id = self.resolve_custodian(who)
+        keys = self.enrolled_keys()
+        key = CustodianKey.load(self.key_path(key_id), passphrase, keys.get(key_id, PublicKey(b"")).name)
+        if key.key_id != key_id:
+            raise CustodianKeyError("the key file does not hold the key its name says", subject=str(self.key_path(key_id)))
+        return key
+
+    # -- appending ----------------------------------------------------------------------
+    def append(
+        self,
+        key: CustodianKey,
+        *,
+        now: datetime,
+        type: str,
+        case: str,
+        body: dict[str, Any],
+        skip_if: Callable[[Connection], bool] | None = None,
+        after: Callable[[Connection, SignedEntry], None] | None = None,
+    ) -> SignedEntry | None:
+        def build(conn: Connection, tail: Tail) -> Entry | None:
+            if skip_if is not None and skip_if(conn):
+                return None
+            return Entry(
+                seq=tail.size, prev=tail.prev, time=format_time(now), type=type, case=case, actor=key.key_id, body=body
+            )
+
+        return self.ledger.append(build, key.sign, after=after)
+
+
+def _resolve_ledger_url(root: Path, url: str) -> str:
+    if url == "sqlite":
+        return f"sqlite:///{(root / 'ledger.sqlite').resolve()}"
+    return os.path.expandvars(url)
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

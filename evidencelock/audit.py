@@ -89,6 +89,11 @@ class _Recorded:
     second: str | None
     size: int
     seq: int
+    name: str = ""
+
+    @property
+    def subject(self) -> str:
+        return f"item {self.sha256[:16]}…" + (f" ({self.name})" if self.name else "")
 
 
 ProgressFn = Callable[[str, int], None]
@@ -144,7 +149,8 @@ def _check_ledger(vault: Vault, report: VerifyReport) -> tuple[dict[str, _Record
                 report.add("item-digest-conflict", subject,
                            f"item {sha[:16]}… recorded with size/digests that differ from entry {prior.seq}")
             if prior is None and isinstance(size, int):
-                recorded[sha] = _Recorded(sha, digests.get("blake3"), size, e.seq)
+                src = body.get("source") if isinstance(body.get("source"), dict) else {}
+                recorded[sha] = _Recorded(sha, digests.get("blake3"), size, e.seq, str(src.get("path", "")))
     report.tree_size = len(leaf_hashes)
     return recorded, leaf_hashes
 
@@ -224,7 +230,7 @@ def _check_objects(vault: Vault, report: VerifyReport, recorded: dict[str, _Reco
             continue
         path = present.get(sha) or staged.get(sha)
         if path is None:
-            report.add("object-missing", f"item {sha[:16]}…", f"recorded at entry {rec.seq} but its object is missing from the store")
+            report.add("object-missing", rec.subject, f"recorded at entry {rec.seq} but its object is missing from the store")
             continue
         todo.append((rec, path))
     if progress:
@@ -239,7 +245,7 @@ def _check_objects(vault: Vault, report: VerifyReport, recorded: dict[str, _Reco
 
     with ThreadPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1)) as pool:
         for rec, path, result in pool.map(check, todo):
-            subject = f"item {rec.sha256[:16]}…"
+            subject = rec.subject
             rel = os.path.relpath(path, vault.root)
             report.objects_checked += 1
             if isinstance(result, OSError):

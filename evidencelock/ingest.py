@@ -357,7 +357,7 @@ def _finish(vault: Vault, fut: Future[_Read], cand: Candidate, *, key: Custodian
         raise  # the vault's disk failed: stop the run, nothing half-recorded
     d = read.staged.digests
     source = _source_record(cand, read.mtime_ns, host)
-    media_json = read.media.to_json() if read.media is not None else None
+    media_json = read.media.to_dict() if read.media is not None else None
     state: dict[str, Any] = {}
 
     def build(conn: Connection, tail: Tail) -> Entry | None:

@@ -226,6 +226,20 @@ class _Rejected(Exception):
     pass
 
 
+def _test_kill_point(point: str) -> None:
+    """Test hook only: SIGKILL this process at ``point`` if $EVIDENCELOCK_TEST_KILL_AT names it.
+
+    tests/test_crash.py uses it to stop an ingest at exact places (``after-stage``: object
+    staged, no entry yet; ``after-ledger-commit``: entry committed, object not yet moved into
+    place; ``between-files``: one file fully done, the next not recorded) and then checks that
+    ``verify`` passes and a rerun completes the job.  Unset in normal use: one dict lookup.
+    """
+    if os.environ.get("EVIDENCELOCK_TEST_KILL_AT") == point:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _read_one(vault: Vault, cand: Candidate, *, extract: Callable[[Path, str], Any] | None) -> _Read:
     """Steps 1-4 for one file.  Raises _Rejected with a reason naming what went wrong."""
     try:
@@ -334,6 +348,7 @@ def ingest(
                     cand = pending.pop(fut)
                     outcome = _finish(vault, fut, cand, key=key, case=case, note=note, now=now, host=host)
                     report.outcomes.append(outcome)
+                    _test_kill_point("between-files")
                     if progress:
                         progress("file", 1)
                         progress("bytes", outcome.size)
@@ -394,7 +409,9 @@ def _finish(vault: Vault, fut: Future[_Read], cand: Candidate, *, key: Custodian
         if media_json is not None and not state.get("duplicate"):
             set_item_media(conn, d.sha256, media_json)
 
+    _test_kill_point("after-stage")
     signed = vault.ledger.append(build, key.sign, after=after)
+    _test_kill_point("after-ledger-commit")
     vault.store.commit(read.staged)  # also discards the staged copy of a known object
     flags = list(read.flags)
     media_errors = list(media_json.get("errors", [])) if media_json else []

@@ -238,8 +238,8 @@ def _analyse_image(path: str, fmt: str, mime: str | None, mtime: str | None, out
         method = _TRANSPOSE.get(summary.get("orientation") or 1)
         if method:
             rgb_img = rgb_img.transpose(getattr(Image.Transpose, method))
-        h, q = fingerprint.pdq_of_rgb(np.asarray(rgb_img))
-        out["fingerprints"] = {"scheme": fingerprint.SCHEME, "kind": "image", "hash": h, "quality": q,
+        out["fingerprints"] = {"scheme": fingerprint.SCHEME, "kind": "image",
+                               **fingerprint.pdq_entry_rgb(np.asarray(rgb_img)),
                                "orientation_corrected": bool(method)}
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         out["errors"].append(f"fingerprint unavailable: image too large to decode ({exc})")

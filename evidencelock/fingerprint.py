@@ -29,6 +29,8 @@ __all__ = [
     "SCHEME",
     "pdq_of_rgb",
     "pdq_of_luma",
+    "pdq_entry",
+    "pdq_entry_rgb",
     "hamming_hex",
     "video_fingerprint",
 ]
@@ -63,17 +65,42 @@ def _hex(bits: np.ndarray) -> str:
     return np.packbits(bits.astype(np.uint8)).tobytes().hex()
 
 
-def pdq_of_luma(gray: np.ndarray) -> tuple[str, int]:
-    """PDQ of a 2-D uint8 luma image: ``(hex, quality 0-100)``."""
-    small = np.ascontiguousarray(_shrink(gray))
+def _pdq(small: np.ndarray) -> tuple[str, int]:
+    small = np.ascontiguousarray(small)
     bits, quality = pdqhash.compute(np.dstack([small, small, small]))
     return _hex(bits), int(quality)
+
+
+def pdq_of_luma(gray: np.ndarray) -> tuple[str, int]:
+    """PDQ of a 2-D uint8 luma image: ``(hex, quality 0-100)``."""
+    return _pdq(_shrink(gray))
 
 
 def pdq_of_rgb(rgb: np.ndarray) -> tuple[str, int]:
     """PDQ of an HxWx3 uint8 RGB image, via BT.601 luma (what PDQ itself uses)."""
     gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
     return pdq_of_luma(gray)
+
+
+def pdq_entry(gray: np.ndarray) -> dict[str, Any]:
+    """``{"hash", "quality", "center95"}`` for a 2-D uint8 luma image.
+
+    PDQ is barely tolerant of cropping (a 5 % crop rescales everything by 5 % and moves
+    30-60 bits).  So each picture also gets a hash of its central 95 %: a copy cropped by
+    ~5 % matches the original's ``center95``, and the index compares every variant of the
+    query with every variant of the item.
+    """
+    small = _shrink(gray)
+    h, w = small.shape
+    dy, dx = round(h * 0.025), round(w * 0.025)
+    full, quality = _pdq(small)
+    center, _ = _pdq(small[dy : h - dy, dx : w - dx]) if dy and dx else (full, quality)
+    return {"hash": full, "quality": quality, "center95": center}
+
+
+def pdq_entry_rgb(rgb: np.ndarray) -> dict[str, Any]:
+    """:func:`pdq_entry` of an HxWx3 uint8 RGB image."""
+    return pdq_entry(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY))
 
 
 def hamming_hex(a: str, b: str) -> int:
@@ -143,8 +170,7 @@ def video_fingerprint(container: Any, stream: Any, *, skip_nonref: bool = True) 
             if len(frames) >= MAX_VIDEO_HASHES:
                 truncated = True
                 break
-            h, q = pdq_of_luma(np.rot90(luma, turns) if turns else luma)
-            entry: dict[str, Any] = {"ms": ms, "hash": h, "quality": q}
+            entry: dict[str, Any] = {"ms": ms, **pdq_entry(np.rot90(luma, turns) if turns else luma)}
             if scene and not due:
                 entry["scene"] = True
             frames.append(entry)

@@ -71,18 +71,31 @@ def hash_to_bytes(text: str) -> np.ndarray:
         raise FormatError(f"PDQ hash: not hexadecimal: {text!r:.80}") from None
 
 
-def frames_of(fingerprints: dict[str, Any]) -> tuple[str, list[tuple[int | None, str, int]]]:
-    """``(kind, [(ms or None, hex, quality)])`` from a MediaReport ``fingerprints`` dict."""
+def _variants(entry: dict[str, Any]) -> list[str]:
+    out = [entry["hash"]]
+    if isinstance(entry.get("center95"), str) and entry["center95"] != entry["hash"]:
+        out.append(entry["center95"])
+    return out
+
+
+def frames_of(fingerprints: dict[str, Any]) -> tuple[str, list[tuple[int | None, list[str], int]]]:
+    """``(kind, [(ms or None, [hex variants], quality)])`` from a MediaReport ``fingerprints``.
+
+    Variants are the full-picture hash and, when present, the central-95 % hash.
+    """
     if not isinstance(fingerprints, dict) or not fingerprints:
         return "other", []
     kind = fingerprints.get("kind")
-    if kind == "image":
-        return "image", [(None, fingerprints["hash"], int(fingerprints.get("quality", 100)))]
-    if kind == "video":
-        frames = fingerprints.get("frames")
-        if not isinstance(frames, list):
-            raise FormatError("video fingerprints: 'frames' must be a list")
-        return "video", [(int(f["ms"]), f["hash"], int(f.get("quality", 100))) for f in frames]
+    try:
+        if kind == "image":
+            return "image", [(None, _variants(fingerprints), int(fingerprints.get("quality", 100)))]
+        if kind == "video":
+            frames = fingerprints.get("frames")
+            if not isinstance(frames, list):
+                raise FormatError("video fingerprints: 'frames' must be a list")
+            return "video", [(int(f["ms"]), _variants(f), int(f.get("quality", 100))) for f in frames]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f"fingerprints malformed: {type(exc).__name__}: {exc}") from None
     raise FormatError(f"fingerprints: unknown kind {kind!r}")
 
 
@@ -132,7 +145,7 @@ class FingerprintIndex:
 
     @property
     def hash_count(self) -> int:
-        """Number of indexed hashes (frames)."""
+        """Number of indexed hashes (one per picture variant)."""
         return len(self._item) + len(self._pending_item)
 
     def add(self, item_id: str, fingerprints: dict[str, Any]) -> int:
@@ -145,12 +158,13 @@ class FingerprintIndex:
         self._kinds.append(kind)
         self._pos[item_id] = idx
         n = 0
-        for ms, text, quality in frames:
+        for ms, variants, quality in frames:
             if quality < self.min_quality:
                 continue
-            self._pending_bytes.append(hash_to_bytes(text))
-            self._pending_item.append(idx)
-            self._pending_ms.append(-1 if ms is None else ms)
+            for text in variants:
+                self._pending_bytes.append(hash_to_bytes(text))
+                self._pending_item.append(idx)
+                self._pending_ms.append(-1 if ms is None else ms)
             n += 1
         self._counts.append(n)
         return n
@@ -246,9 +260,11 @@ class FingerprintIndex:
         qframes = [f for f in qframes if f[2] >= self.min_quality] or qframes
         if not qframes:
             return []
-        qbytes = np.stack([hash_to_bytes(h) for _, h, _ in qframes])
+        qbytes = np.stack([hash_to_bytes(h) for _, hs, _ in qframes for h in hs])
+        row_frame = np.array([i for i, (_, hs, _) in enumerate(qframes) for _ in hs], dtype=np.int64)
         qms = [ms for ms, _, _ in qframes]
         rows, cands, dists = self._pairs(qbytes, threshold, brute=_brute_force)
+        rows = row_frame[rows]  # several variants of one frame count as that frame
         by_item: dict[int, list[tuple[int, int, int]]] = {}
         items = self._item[cands]
         for r, c, d, it in zip(rows.tolist(), cands.tolist(), dists.tolist(), items.tolist()):

@@ -1,0 +1,250 @@
+"""RFC 3161 time-stamp tokens: proof from a third party that a checkpoint existed at a time.
+
+Why: a signed checkpoint proves what the log contained, but our own clock proves nothing in
+court.  An RFC 3161 time-stamp authority (TSA) signs ``(SHA-256 of the checkpoint body, time)``;
+the token is stored next to the checkpoint and checked offline years later.
+
+What is stamped: the exact checkpoint body bytes (docs/transparency.md §Timestamps) are
+hashed with SHA-256 and that digest is the TimeStampReq ``messageImprint`` (RFC 3161 §2.4.1).
+
+Online flow: :func:`request_token` (the only network IO in the verification core's
+neighbourhood).  Offline flow: :func:`make_request` -> save as ``.tsq`` -> take it to a TSA ->
+bring back the ``.tsr`` -> :func:`token_from_response`.  Either way, :func:`verify_token`
+checks imprint, CMS signature, certificate chain (at the token's time) and time plausibility.
+ASN.1 and CMS work is done by ``rfc3161-client``; this module only adds policy and errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import rfc3161_client
+from cryptography import x509
+from rfc3161_client import HashAlgorithm, PKIStatus, TimestampRequestBuilder, VerifierBuilder
+
+from .errors import FormatError, InputError, ProofError, StorageError
+
+__all__ = [
+    "TimestampInfo",
+    "make_request",
+    "request_token",
+    "token_from_response",
+    "verify_token",
+    "MAX_RESPONSE_BYTES",
+]
+
+MAX_RESPONSE_BYTES = 1 << 20  # a real TimeStampResp is a few KiB; refuse anything absurd
+_HASHES = {
+    "2.16.840.1.101.3.4.2.1": ("sha256", hashlib.sha256),
+    "2.16.840.1.101.3.4.2.2": ("sha384", hashlib.sha384),
+    "2.16.840.1.101.3.4.2.3": ("sha512", hashlib.sha512),
+}
+# DER of PKIStatusInfo { status granted(0) } (RFC 3161 §2.4.2): used to re-wrap a bare token.
+_GRANTED_STATUS = bytes.fromhex("3003020100")
+
+
+@dataclass(frozen=True)
+class TimestampInfo:
+    """The checked facts of a token (returned only after every check passed)."""
+
+    time: datetime  # TSTInfo.genTime, UTC
+    tsa_name: str  # TSTInfo.tsa if present, else the TSA certificate subject (RFC 4514)
+    serial: int  # TSTInfo.serialNumber
+    hash_algorithm: str  # imprint algorithm, e.g. "sha256"
+    policy: str  # TSA policy OID (dotted)
+
+
+def make_request(data: bytes) -> bytes:
+    """DER TimeStampReq over SHA-256(``data``) with a random nonce and certReq=true (RFC 3161 §2.4.1)."""
+    if not data:
+        raise InputError("cannot timestamp empty data")
+    request = (
+        TimestampRequestBuilder()
+        .data(data)
+        .hash_algorithm(HashAlgorithm.SHA256)
+        .nonce(nonce=True)
+        .cert_request(cert_request=True)
+        .build()
+    )
+    return request.as_bytes()
+
+
+def _parse_response(tsr: bytes, subject: str) -> rfc3161_client.TimeStampResponse:
+    if len(tsr) > MAX_RESPONSE_BYTES:
+        raise FormatError(f"timestamp response is {len(tsr)} bytes, over {MAX_RESPONSE_BYTES}", subject=subject)
+    try:
+        return rfc3161_client.decode_timestamp_response(tsr)
+    except ValueError as exc:
+        raise FormatError(f"not a DER RFC 3161 TimeStampResp: {exc}", subject=subject) from None
+
+
+def _check_against_request(response: rfc3161_client.TimeStampResponse, request_der: bytes, subject: str) -> None:
+    try:
+        request = rfc3161_client._rust.parse_timestamp_request(request_der)
+    except ValueError as exc:
+        raise FormatError(f"not a DER TimeStampReq: {exc}", subject=subject) from None
+    info = response.tst_info
+    expected, found = request.message_imprint.message, info.message_imprint.message
+    if expected != found:
+        raise ProofError(
+            f"TSA stamped another hash: expected imprint={expected.hex()} found={found.hex()}", subject=subject
+        )
+    # RFC 3161 §2.4.2: the nonce MUST equal the request's; this defeats replayed responses.
+    if request.nonce is not None and info.nonce != request.nonce:
+        raise ProofError(f"nonce mismatch: expected={request.nonce} found={info.nonce}", subject=subject,
+                         hint="the response may be replayed or belong to another request")
+
+
+def token_from_response(tsr_bytes: bytes, *, request_der: bytes | None = None) -> bytes:
+    """The TimeStampToken (DER CMS ContentInfo) inside a TimeStampResp (a ``.tsr`` file).
+
+    Refuses a response whose status is not ``granted`` (RFC 3161 §2.4.2).  With
+    ``request_der`` (the saved ``.tsq``), also checks the imprint and nonce match it.
+    """
+    subject = "timestamp response"
+    response = _parse_response(tsr_bytes, subject)
+    if response.status != PKIStatus.GRANTED:
+        texts = "; ".join(response.status_string) or "no status text"
+        raise StorageError(f"TSA refused the request: status={response.status} ({texts})", subject=subject)
+    if request_der is not None:
+        _check_against_request(response, request_der, subject)
+    return response.time_stamp_token()
+
+
+def request_token(url: str, data: bytes, *, timeout: float = 30.0) -> bytes:
+    """Ask the TSA at ``url`` to stamp SHA-256(``data``) (RFC 3161 §3.4 over HTTP); return the token DER.
+
+    Raises :class:`StorageError` when the TSA cannot be reached or refuses, and
+    :class:`FormatError` when it answers something that is not a TimeStampResp.
+    """
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme not in ("http", "https"):
+        raise InputError(f"TSA URL must be http or https, found {url!r}")
+    query = make_request(data)
+    http_request = urllib.request.Request(
+        url,
+        data=query,
+        method="POST",
+        headers={"Content-Type": "application/timestamp-query", "Accept": "application/timestamp-reply"},
+    )
+    try:
+        with urllib.request.urlopen(http_request, timeout=timeout) as reply:  # noqa: S310 (scheme checked above)
+            body = reply.read(MAX_RESPONSE_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        raise StorageError(f"TSA answered HTTP {exc.code} {exc.reason}", subject=url,
+                           hint="try again later or use another TSA (--tsa URL)") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise StorageError(f"cannot reach the TSA: {reason}", subject=url,
+                           hint="check the network, or use the offline .tsq/.tsr flow") from None
+    response = _parse_response(body, url)
+    if response.status != PKIStatus.GRANTED:
+        texts = "; ".join(response.status_string) or "no status text"
+        raise StorageError(f"TSA refused the request: status={response.status} ({texts})", subject=url)
+    _check_against_request(response, query, url)
+    return response.time_stamp_token()
+
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def _wrap_token(token_der: bytes) -> bytes:
+    """TimeStampResp { status granted, token }: rfc3161-client parses responses, not bare tokens."""
+    inner = _GRANTED_STATUS + token_der
+    return b"\x30" + _der_length(len(inner)) + inner
+
+
+def _load_certs(pems: Sequence[bytes], what: str) -> list[x509.Certificate]:
+    certs: list[x509.Certificate] = []
+    for pem in pems:
+        try:
+            certs.extend(x509.load_pem_x509_certificates(pem))
+        except ValueError as exc:
+            raise FormatError(f"{what} is not a PEM certificate: {exc}") from None
+    return certs
+
+
+def verify_token(
+    token_der: bytes,
+    data: bytes,
+    *,
+    tsa_certificate_pem: bytes,
+    root_certificates_pem: Sequence[bytes],
+    intermediate_certificates_pem: Sequence[bytes] = (),
+    now: datetime,
+    max_clock_skew: timedelta = timedelta(minutes=5),
+) -> TimestampInfo:
+    """Check that ``token_der`` stamps SHA-256 (or the token's algorithm) of ``data``; return its facts.
+
+    Checks, in order: the token parses; the message imprint equals the hash of ``data``
+    (expected vs found in the error); the CMS signature verifies and the TSA certificate
+    chains to one of the roots at the token's time (RFC 3161 §2.3: the certificate carries a
+    critical id-kp-timeStamping EKU); the signer is ``tsa_certificate_pem``; and the token
+    time is not after ``now`` + ``max_clock_skew``.  Raises :class:`ProofError` on any failure.
+    """
+    subject = "timestamp token"
+    if len(token_der) > MAX_RESPONSE_BYTES:
+        raise FormatError(f"timestamp token is {len(token_der)} bytes, over {MAX_RESPONSE_BYTES}", subject=subject)
+    response = _parse_response(_wrap_token(token_der), subject)
+    info = response.tst_info
+    algorithm = info.message_imprint.hash_algorithm.dotted_string
+    if algorithm not in _HASHES:
+        raise ProofError(f"unsupported imprint hash algorithm {algorithm}", subject=subject)
+    name, hasher = _HASHES[algorithm]
+    expected = hasher(data).digest()
+    found = info.message_imprint.message
+    if expected != found:
+        raise ProofError(
+            f"message imprint mismatch ({name}): expected={expected.hex()} found={found.hex()}",
+            subject=subject,
+            hint="the token is for other data: the checkpoint or the token may have been swapped or modified",
+        )
+    tsa_certs = _load_certs([tsa_certificate_pem], "TSA certificate")
+    if len(tsa_certs) != 1:
+        raise FormatError(f"expected one TSA certificate, found {len(tsa_certs)}", subject=subject)
+    roots = _load_certs(root_certificates_pem, "root certificate")
+    if not roots:
+        raise InputError("at least one trusted root certificate is needed to verify a timestamp", subject=subject)
+    builder = VerifierBuilder().tsa_certificate(tsa_certs[0])
+    for root in roots:
+        builder = builder.add_root_certificate(root)
+    for cert in _load_certs(intermediate_certificates_pem, "intermediate certificate"):
+        builder = builder.add_intermediate_certificate(cert)
+    try:
+        builder.build().verify(response, expected)
+    except rfc3161_client.VerificationError as exc:
+        raise ProofError(
+            f"timestamp signature or certificate check failed: {exc}",
+            subject=subject,
+            hint="the token was not issued by the expected TSA, or it was modified",
+        ) from None
+    gen_time = info.gen_time
+    if now.tzinfo is None:
+        raise ValueError("naive datetime: pass an aware UTC time as now")
+    if gen_time > now + max_clock_skew:
+        raise ProofError(f"timestamp time {gen_time.isoformat()} is after now={now.isoformat()}", subject=subject,
+                         hint="the TSA clock is wrong or the token is forged")
+    tsa_name = info.name
+    if tsa_name is not None and isinstance(tsa_name, x509.DirectoryName):
+        display = tsa_name.value.rfc4514_string()
+    elif tsa_name is not None:
+        display = str(tsa_name.value)
+    else:
+        display = tsa_certs[0].subject.rfc4514_string()
+    return TimestampInfo(
+        time=gen_time,
+        tsa_name=display,
+        serial=int(info.serial_number),
+        hash_algorithm=name,
+        policy=info.policy.dotted_string,
+    )

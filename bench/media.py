@@ -1,0 +1,130 @@
+"""Benchmark: video fingerprinting speed and near-duplicate query latency.
+
+    python bench/media.py [--quick]
+
+Generates 720p and 1080p moving-pattern videos with OpenCV (MPEG-4 part 2, as OpenCV
+writes) and an H.264 copy of each with ffmpeg (what phones and messengers produce), then
+reports for each:
+
+* ``vs ffmpeg``: fingerprint wall time / ``ffmpeg -threads 2 -i F -f null -`` wall time
+  (how close we are to just decoding);
+* ``x realtime``: fingerprint wall time / playback duration (target <= 0.25);
+
+and the latency of :meth:`FingerprintIndex.query` at 10k and 100k indexed hashes, for an
+image query and for a 60-frame video query.  The full :func:`evidencelock.media.extract`
+(worker process, metadata, fingerprints) is timed, with a warm worker pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+from evidencelock.media import extract  # noqa: E402
+from evidencelock.similar import FingerprintIndex  # noqa: E402
+from mediagen import make_video  # noqa: E402
+
+
+def _ffmpeg_decode(path: Path) -> float:
+    t = time.perf_counter()
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-threads", "2", "-i", str(path), "-f", "null", "-"],
+                   check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
+def _fingerprint(path: Path) -> tuple[float, int]:
+    t = time.perf_counter()
+    report = extract(path, timeout=600)
+    took = time.perf_counter() - t
+    if report.errors:
+        raise RuntimeError(f"{path}: {report.errors}")
+    return took, len(report.fingerprints["frames"])
+
+
+def bench_video(seconds: float, sizes: list[tuple[int, int]], workdir: Path) -> list[tuple[str, ...]]:
+    rows = []
+    extract(make_video(workdir / "warm.mp4", 0, seconds=1))  # start a worker
+    for w, h in sizes:
+        src = make_video(workdir / f"v{h}.mp4", h, size=(w, h), seconds=seconds, fps=30)
+        files = [("mpeg4", src)]
+        if shutil.which("ffmpeg"):
+            h264 = workdir / f"v{h}_h264.mp4"
+            subprocess.run(["ffmpeg", "-y", "-v", "error", "-nostdin", "-i", str(src), "-c:v", "libx264",
+                            "-preset", "veryfast", "-crf", "23", str(h264)], check=True)
+            files.append(("h264", h264))
+        for codec, path in files:
+            fp, n = _fingerprint(path)
+            dec = _ffmpeg_decode(path) if shutil.which("ffmpeg") else float("nan")
+            rows.append((f"{h}p {codec} {seconds:g}s", f"{fp:.2f}", f"{dec:.2f}", f"{fp / dec:.2f}",
+                         f"{fp / seconds:.3f}", str(n)))
+    return rows
+
+
+def bench_similar(counts: list[int]) -> list[tuple[str, ...]]:
+    rng = np.random.default_rng(1)
+    rows = []
+    for n in counts:
+        base = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+        index = FingerprintIndex()
+        t = time.perf_counter()
+        for i in range(0, n, 60):  # videos of 60 frames each
+            frames = [{"ms": k * 1000, "hash": base[j].tobytes().hex(), "quality": 100}
+                      for k, j in enumerate(range(i, min(n, i + 60)))]
+            index.add(f"v{i}", {"kind": "video", "frames": frames})
+        add_s = time.perf_counter() - t
+        t = time.perf_counter()
+        index.query({"kind": "image", "hash": base[0].tobytes().hex(), "quality": 100})
+        build_s = time.perf_counter() - t
+        reps = 50
+        t = time.perf_counter()
+        for _ in range(reps):
+            q = base[int(rng.integers(0, n))].copy()
+            q[:3] ^= 0x11
+            index.query({"kind": "image", "hash": q.tobytes().hex(), "quality": 100})
+        img_ms = (time.perf_counter() - t) / reps * 1000
+        start = int(rng.integers(0, n - 60))
+        video_q = {"kind": "video", "frames": [{"ms": k * 1000, "hash": base[start + k].tobytes().hex(), "quality": 100}
+                                               for k in range(60)]}
+        t = time.perf_counter()
+        for _ in range(10):
+            index.query(video_q)
+        vid_ms = (time.perf_counter() - t) / 10 * 1000
+        rows.append((f"{n:,}", f"{add_s:.2f}", f"{build_s * 1000:.0f}", f"{img_ms:.2f}", f"{vid_ms:.1f}"))
+    return rows
+
+
+def _table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    print(f"\n{title}")
+    for r in [header, *rows]:
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="6 s videos, 720p only; 10k index only")
+    args = parser.parse_args()
+    seconds = 6.0 if args.quick else 20.0
+    sizes = [(1280, 720)] if args.quick else [(1280, 720), (1920, 1080)]
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = bench_video(seconds, sizes, Path(tmp))
+    _table("video fingerprinting (extract(), warm worker)",
+           ("file", "fingerprint s", "ffmpeg -f null s", "vs ffmpeg", "x realtime", "hashes"), rows)
+    counts = [10_000] if args.quick else [10_000, 100_000]
+    _table("similar: FingerprintIndex.query",
+           ("hashes", "add s", "build ms", "image query ms", "60-frame video query ms"), bench_similar(counts))
+
+
+if __name__ == "__main__":
+    main()

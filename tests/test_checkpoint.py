@@ -292,3 +292,15 @@ def test_k_of_n_policy() -> None:
     for bad in (0, 4):
         with pytest.raises(InputError):
             require_witnesses(full, WITNESSES, bad)
+
+
+def test_docs_worked_example_matches_vectors() -> None:
+    """docs/transparency.md quotes the vectors; keep the prose and the bytes in step."""
+    doc = (Path(__file__).parent.parent / "docs" / "transparency.md").read_text(encoding="utf-8")
+    assert VECTORS["note"] in doc
+    assert VECTORS["cosigned_note"] in doc
+    assert VECTORS["checkpoint"]["body_sha256_hex"] in doc
+    leaves = [merkle.leaf_hash(e.encode()) for e in VECTORS["entries_utf8"]]
+    for h in merkle.inclusion_proof(leaves, 2) + merkle.consistency_proof(leaves, 3):
+        assert h.hex() in doc
+    assert merkle.root_hash(leaves[:3]).hex() in doc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -66,6 +67,19 @@ def test_good_token_from_live_tsa(live: tsa_mod.TsaServer, pki: tsa_mod.Pki) -> 
     assert before <= info.time <= _now() + timedelta(seconds=2)
     assert info.policy == "1.3.6.1.4.1.99999.2.1"
     assert info.serial >= 1
+
+
+def test_token_verifies_with_openssl_by_hand(live: tsa_mod.TsaServer, pki: tsa_mod.Pki, tmp_path: Path) -> None:
+    """docs/transparency.md §5: a court expert can check our token with openssl alone."""
+    token = timestamp.request_token(live.url, DATA, timeout=10)
+    (tmp_path / "body.txt").write_bytes(DATA)
+    (tmp_path / "token.der").write_bytes(token)
+    result = subprocess.run(
+        ["openssl", "ts", "-verify", "-data", "body.txt", "-in", "token.der", "-token_in",
+         "-CAfile", str(pki.ca_cert), "-untrusted", str(pki.tsa_cert)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0 and "Verification: OK" in result.stdout, result.stderr
 
 
 def test_token_for_another_hash_names_both_imprints(live: tsa_mod.TsaServer, pki: tsa_mod.Pki) -> None:

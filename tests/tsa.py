@@ -50,8 +50,9 @@ def _run(*args: str, cwd: Path) -> None:
 
 def make_tsa_cert(directory: Path, name: str, ca_cert: Path, ca_key: Path, *, eku: str = "critical,timeStamping") -> tuple[Path, Path]:
     """A P-256 key and certificate for CN=``name`` issued by the CA, with the given EKU."""
-    key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.crt"
-    ext = directory / f"{name}.ext"
+    stem = name.replace(" ", "-")  # openssl treats some file arguments as URIs: avoid spaces
+    key, csr, cert = directory / f"{stem}.key", directory / f"{stem}.csr", directory / f"{stem}.crt"
+    ext = directory / f"{stem}.ext"
     ext.write_text(
         f"basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={eku}\n"
         "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"

@@ -36,10 +36,10 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from . import schema
-from .entry import Entry, format_time
-from .errors import InputError, StorageError
+from .entry import format_time
+from .errors import InputError
 from .keys import CustodianKey
-from .ledger import Tail, set_item_media
+from .ledger import Draft, Tail, set_item_media
 from .store import SourceChanged, SourceReadError, StagedObject
 from .vault import Vault
 
@@ -260,7 +260,7 @@ def _read_one(vault: Vault, cand: Candidate, *, extract: Callable[[Path, str], A
         except (AttributeError, OSError):
             pass
         try:
-            staged = vault.store.stage_fd(fd, expected_size=st.st_size)
+            staged = vault.store.stage_fd(fd, expected_size=st.st_size, durable=False)
         except SourceChanged as exc:
             raise _Rejected(f"file changed while being read ({exc}); run the ingest again once it is stable") from None
         except SourceReadError as exc:
@@ -331,10 +331,11 @@ def ingest(
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="ingest") as pool:
         pending: dict[Future[_Read], Candidate] = {}
         queue = iter(candidates)
-        # Bounded queue: at most 2*jobs files staged but not yet recorded, so an interrupted
+
+        # Bounded queue: at most 4*jobs files staged but not yet recorded, so an interrupted
         # run leaves little to redo and a huge folder does not fill the staging area.
         def refill() -> None:
-            while len(pending) < 2 * jobs:
+            while len(pending) < 4 * jobs:
                 cand = next(queue, None)
                 if cand is None:
                     return
@@ -344,15 +345,15 @@ def ingest(
         try:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    cand = pending.pop(fut)
-                    outcome = _finish(vault, fut, cand, key=key, case=case, note=note, now=now, host=host)
-                    report.outcomes.append(outcome)
-                    _test_kill_point("between-files")
-                    if progress:
+                batch = [(fut, pending.pop(fut)) for fut in done]
+                refill()  # keep the readers busy while this batch is recorded
+                outcomes = _finish_batch(vault, batch, key=key, case=case, note=note, now=now, host=host)
+                report.outcomes.extend(outcomes)
+                _test_kill_point("between-files")
+                if progress:
+                    for outcome in outcomes:
                         progress("file", 1)
                         progress("bytes", outcome.size)
-                refill()
         except BaseException:
             for fut in pending:
                 fut.cancel()
@@ -361,63 +362,93 @@ def ingest(
     return report
 
 
-def _finish(vault: Vault, fut: Future[_Read], cand: Candidate, *, key: CustodianKey, case: str,
-            note: str | None, now: Callable[[], datetime], host: str) -> FileOutcome:
-    shown = display_path(cand.path)
-    try:
-        read = fut.result()
-    except _Rejected as exc:
-        return FileOutcome(shown, "rejected", str(exc))
-    except StorageError:
-        raise  # the vault's disk failed: stop the run, nothing half-recorded
-    d = read.staged.digests
-    source = _source_record(cand, read.mtime_ns, host)
-    media_json = read.media.to_dict() if read.media is not None else None
-    state: dict[str, Any] = {}
+def _finish_batch(vault: Vault, batch: list[tuple[Future[_Read], Candidate]], *, key: CustodianKey, case: str,
+                  note: str | None, now: Callable[[], datetime], host: str) -> list[FileOutcome]:
+    """Steps 5-6 for the files read so far: one ledger transaction (group commit), then the
+    objects moved into place with one file-system sync."""
+    outcomes: list[FileOutcome | None] = []
+    reads: list[tuple[int, _Read, dict[str, Any], dict[str, Any] | None]] = []
+    for fut, cand in batch:
+        try:
+            read = fut.result()
+        except _Rejected as exc:
+            outcomes.append(FileOutcome(display_path(cand.path), "rejected", str(exc)))
+            continue
+        # StorageError (the vault's disk failed) propagates: stop the run, nothing half-recorded.
+        media_json = read.media.to_dict() if read.media is not None else None
+        reads.append((len(outcomes), read, _source_record(cand, read.mtime_ns, host), media_json))
+        outcomes.append(None)
+    if not reads:
+        return [o for o in outcomes if o is not None]
 
-    def build(conn: Connection, tail: Tail) -> Entry | None:
-        already = conn.execute(
-            select(schema.sources.c.seq).where(
-                schema.sources.c.case_id == case,
-                schema.sources.c.sha256 == d.sha256,
-                schema.sources.c.source_key == source["key"],
+    state: dict[int, tuple[str, int]] = {}  # position -> (status, seq of the entry)
+    dup_of: dict[int, int] = {}
+
+    def build(conn: Connection, tail: Tail) -> list[Draft]:
+        shas = sorted({r.staged.digests.sha256 for _, r, _, _ in reads})
+        recorded_sources = {
+            (row.sha256, row.source_key): row.seq
+            for row in conn.execute(
+                select(schema.sources.c.sha256, schema.sources.c.source_key, schema.sources.c.seq).where(
+                    schema.sources.c.case_id == case, schema.sources.c.sha256.in_(shas)
+                )
             )
-        ).first()
-        if already is not None:
-            state["already"] = already.seq
-            return None
-        first = conn.execute(select(schema.items.c.first_seq).where(schema.items.c.sha256 == d.sha256)).first()
-        body: dict[str, Any] = {
-            "item": d.sha256,
-            "digests": {"sha256": d.sha256, d.second_algorithm: d.second},
-            "size": d.size,
-            "source": source,
         }
-        if note:
-            body["note"] = note
-        if first is not None:
-            body["duplicate_of"] = first.first_seq
-            state["duplicate"] = True
-        if read.flags:
-            body["flags"] = list(read.flags)
-        if media_json is not None:
-            body["media"] = {k: media_json[k] for k in ("kind", "summary", "flags", "errors", "extractor") if k in media_json}
-        return Entry(seq=tail.size, prev=tail.prev, time=format_time(now()), type="ingest", case=case,
-                     actor=key.key_id, body=body)
+        first_seq = {
+            row.sha256: row.first_seq
+            for row in conn.execute(
+                select(schema.items.c.sha256, schema.items.c.first_seq).where(schema.items.c.sha256.in_(shas))
+            )
+        }
+        drafts: list[Draft] = []
+        for pos, read, source, media_json in reads:
+            d = read.staged.digests
+            already = recorded_sources.get((d.sha256, source["key"]))
+            if already is not None:
+                state[pos] = ("already-recorded", already)
+                continue
+            seq = tail.size + len(drafts)
+            body: dict[str, Any] = {
+                "item": d.sha256,
+                "digests": {"sha256": d.sha256, d.second_algorithm: d.second},
+                "size": d.size,
+                "source": source,
+            }
+            if note:
+                body["note"] = note
+            if d.sha256 in first_seq:
+                body["duplicate_of"] = dup_of[pos] = first_seq[d.sha256]
+                state[pos] = ("duplicate", seq)
+            else:
+                first_seq[d.sha256] = seq
+                state[pos] = ("preserved", seq)
+            if read.flags:
+                body["flags"] = list(read.flags)
+            if media_json is not None:
+                body["media"] = {k: media_json[k] for k in ("kind", "summary", "flags", "errors", "extractor")
+                                 if k in media_json}
+            recorded_sources[(d.sha256, source["key"])] = seq
+            drafts.append(Draft(format_time(now()), "ingest", case, key.key_id, body))
+        return drafts
 
-    def after(conn: Connection, signed: Any) -> None:
-        if media_json is not None and not state.get("duplicate"):
-            set_item_media(conn, d.sha256, media_json)
+    def after(conn: Connection, signed: list[Any]) -> None:
+        for pos, read, _, media_json in reads:
+            if media_json is not None and state.get(pos, ("",))[0] == "preserved":
+                set_item_media(conn, read.staged.digests.sha256, media_json)
 
+    vault.store.sync()  # the staged bytes are durable before any entry records them
     _test_kill_point("after-stage")
-    signed = vault.ledger.append(build, key.sign, after=after)
+    vault.ledger.append_many(build, key.sign, after=after)
     _test_kill_point("after-ledger-commit")
-    vault.store.commit(read.staged)  # also discards the staged copy of a known object
-    flags = list(read.flags)
-    media_errors = list(media_json.get("errors", [])) if media_json else []
-    if signed is None:
-        return FileOutcome(shown, "already-recorded", f"already recorded for this case at entry {state['already']}",
-                           d.sha256, d.size, state["already"], flags, media_errors)
-    status = "duplicate" if state.get("duplicate") else "preserved"
-    reason = f"same bytes as entry {signed.entry.body['duplicate_of']}" if status == "duplicate" else ""
-    return FileOutcome(shown, status, reason, d.sha256, d.size, signed.entry.seq, flags, media_errors)
+    # Also discards the staged copy of an object that is already in place.
+    vault.store.commit_many([r.staged for _, r, _, _ in reads])
+    for pos, read, _, media_json in reads:
+        d = read.staged.digests
+        status, seq = state[pos]
+        reason = {"already-recorded": f"already recorded for this case at entry {seq}",
+                  "duplicate": f"same bytes as entry {dup_of.get(pos)} (stored once)",
+                  "preserved": ""}[status]
+        media_errors = list(media_json.get("errors", [])) if media_json else []
+        outcomes[pos] = FileOutcome(display_path(read.cand.path), status, reason, d.sha256, d.size, seq,
+                                    list(read.flags), media_errors)
+    return [o for o in outcomes if o is not None]

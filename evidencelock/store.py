@@ -65,6 +65,36 @@ class StagedObject:
     digests: Digests
 
 
+def _load_syncfs():
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.syncfs
+        fn.argtypes = [ctypes.c_int]
+        return fn
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNCFS = _load_syncfs()
+_HAVE_SYNCFS = _SYNCFS is not None
+
+
+def _syncfs(path: Path) -> None:
+    """syncfs(2): flush the whole file system holding ``path`` (Linux)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _SYNCFS(fd) != 0:
+            import ctypes
+
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -120,9 +150,12 @@ class ObjectStore:
             self._session, self._session_fd = session, fd
         return self._session
 
-    def stage_fd(self, src_fd: int, *, expected_size: int | None = None, second: bool = True) -> StagedObject:
+    def stage_fd(self, src_fd: int, *, expected_size: int | None = None, second: bool = True,
+                 durable: bool = True) -> StagedObject:
         """Copy everything readable from ``src_fd`` into staging, hashing as it is written.
 
+        With ``durable=False`` the caller promises to call :meth:`sync` before it records
+        the object (ingest does, once per batch: one flush instead of one per file).
         Raises :class:`StorageError` on a write failure (e.g. ENOSPC), after removing the
         partial file; read errors propagate as ``OSError`` for the caller to name the source.
         """
@@ -145,7 +178,8 @@ class ObjectStore:
                     chunk = view[:n]
                     hasher.update(chunk)
                     _write_all(out, chunk)
-                os.fsync(out)
+                if durable:
+                    os.fsync(out)
             finally:
                 os.close(out)
             digests = hasher.digests()
@@ -153,7 +187,8 @@ class ObjectStore:
                 raise SourceChanged(f"size was {expected_size} bytes when opened, {digests.size} bytes read")
             final = session / f"{digests.sha256}.{token}.staged"
             os.replace(tmp, final)
-            _fsync_dir(session)
+            if durable:
+                _fsync_dir(session)
             return StagedObject(final, digests)
         except OSError as exc:
             _unlink_quietly(tmp)
@@ -179,8 +214,9 @@ class ObjectStore:
             except FileExistsError:
                 pass  # write-once: the existing object is kept; verify checks it
             _fsync_dir(final.parent)
+            # No fsync needed for the unlink: if it is lost, recovery finds the staged file
+            # recorded and already in place, and removes it.
             os.unlink(staged.path)
-            _fsync_dir(staged.path.parent)
         except OSError as exc:
             raise StorageError(
                 f"cannot move object into place: {exc.strerror}",
@@ -188,6 +224,42 @@ class ObjectStore:
                 hint="the ledger entry is committed; the next run rolls the object forward",
             ) from None
         return final
+
+    def sync(self) -> None:
+        """Make every staged file durable (data and names) before its entry is committed."""
+        try:
+            if _HAVE_SYNCFS:
+                _syncfs(self.staging_dir)
+            else:  # pragma: no cover - non-Linux
+                os.sync()
+        except OSError as exc:
+            raise StorageError(f"cannot flush the object store to disk: {exc.strerror}", subject=str(self.root),
+                               hint="nothing was recorded for the files in flight; run the same ingest again") from None
+
+    def commit_many(self, staged_list: list[StagedObject]) -> None:
+        """``commit`` for a batch, with one file-system sync instead of one per directory."""
+        if len(staged_list) <= 1 or not _HAVE_SYNCFS:
+            for staged in staged_list:
+                self.commit(staged)
+            return
+        try:
+            for staged in staged_list:
+                final = self.path_for(staged.digests.sha256)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(staged.path, 0o444)
+                try:
+                    os.link(staged.path, final)
+                except FileExistsError:
+                    pass
+            _syncfs(self.objects_dir)  # every new directory entry durable at once
+            for staged in staged_list:
+                os.unlink(staged.path)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot move objects into place: {exc.strerror}",
+                subject=str(self.objects_dir),
+                hint="the ledger entries are committed; the next run rolls the objects forward",
+            ) from None
 
     def discard(self, staged: StagedObject) -> None:
         _unlink_quietly(staged.path)

@@ -25,6 +25,7 @@ from .schema import tree_nodes
 
 __all__ = [
     "append_leaf",
+    "append_leaves",
     "tree_size",
     "root_at",
     "inclusion_proof_at",
@@ -70,6 +71,49 @@ def append_leaf(conn: Connection, index: int, leaf_hash: bytes) -> None:
     for lvl, sib_idx in siblings:
         h = merkle.node_hash(stored[(lvl, sib_idx)], h)
         rows.append({"level": lvl + 1, "idx": sib_idx >> 1, "hash": h})
+    conn.execute(insert(tree_nodes), rows)
+
+
+def append_leaves(conn: Connection, start: int, leaf_hashes: Sequence[bytes]) -> None:
+    """Append several leaves at once (group commit): one size check, one SELECT, one INSERT.
+
+    Equivalent to calling :func:`append_leaf` for each leaf in turn.
+    """
+    if not leaf_hashes:
+        return
+    if len(leaf_hashes) == 1:
+        append_leaf(conn, start, leaf_hashes[0])
+        return
+    size = tree_size(conn)
+    if start != size:
+        raise StorageError(
+            f"Merkle tree append out of order: expected leaf index={size} found index={start}",
+            subject="tree_nodes",
+            hint="the tree table disagrees with the ledger; run verify, then rebuild the tree",
+        )
+    # Left siblings that lie before ``start`` come from the table; the rest from this batch.
+    needed: set[Node] = set()
+    for k in range(len(leaf_hashes)):
+        level, idx = 0, start + k
+        while idx & 1:
+            if ((idx - 1) + 1) << level <= start:
+                needed.add((level, idx - 1))
+            level, idx = level + 1, idx >> 1
+    known = _fetch(conn, needed)
+    rows = []
+    for k, leaf in enumerate(leaf_hashes):
+        if len(leaf) != merkle.HASH_SIZE:
+            raise ValueError(f"leaf hash must be {merkle.HASH_SIZE} bytes, found {len(leaf)}")
+        index = start + k
+        h = bytes(leaf)
+        known[(0, index)] = h
+        rows.append({"level": 0, "idx": index, "hash": h})
+        level, idx = 0, index
+        while idx & 1:
+            h = merkle.node_hash(known[(level, idx - 1)], h)
+            level, idx = level + 1, idx >> 1
+            known[(level, idx)] = h
+            rows.append({"level": level, "idx": idx, "hash": h})
     conn.execute(insert(tree_nodes), rows)
 
 

@@ -1,0 +1,434 @@
+"""export: write an evidence bundle (BagIt 1.0 bag + evidence tag files) crash-safely.
+
+Order (STYLE.md §9; docs/bundle-format.md §4):
+
+1. everything is written into ``.<name>.partial-<random>`` next to the target: payload copied
+   in one read per file (SHA-256 checked against the ledger, SHA-512 computed in the same
+   pass, files in parallel), evidence files, report, manifests, tag manifests; every file
+   fsync'd; for ``.zip`` the zip is built (also under a temporary name) and fsync'd;
+2. the ``export`` entry is appended to the ledger (it records the tag manifest's digest, so it
+   can only be written once the bag is complete);
+3. the temporary folder or zip is renamed to the target and the parent directory fsync'd.
+
+A crash before (2) leaves only a ``.partial-`` folder that nothing references; a crash
+between (2) and (3) leaves a recorded export whose bag is complete under the temporary name.
+The target is never overwritten.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import zipfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import or_, select
+
+from .. import merkle, schema, treestore
+from ..entry import SignedEntry
+from ..errors import DigestMismatch, EvidenceLockError, InputError, StorageError
+from ..keys import CustodianKey, PublicKey
+from ..vault import Vault
+from ._paths import NameAllocator
+from .note import Checkpoint, SignedNote, sign_checkpoint
+from .verify import BUNDLE_FORMAT, BUNDLE_VERSION
+
+__all__ = ["export_bundle", "ExportResult", "Timestamper"]
+
+CHUNK = 1 << 20
+# (note bytes) -> (DER TimeStampResp, PEM chain), or None when no TSA is reachable.
+Timestamper = Callable[[bytes], "tuple[bytes, bytes] | None"]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    case: str
+    items: int
+    payload_bytes: int
+    entries: int
+    checkpoint_size: int
+    checkpoint_created: bool
+    timestamped: bool
+    export_seq: int
+    tagmanifest_sha256: str
+    seconds_copy: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+def _software() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"evidencelock {version('evidencelock')}"
+    except Exception:  # noqa: BLE001
+        return "evidencelock"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_one(src: Path, dst: Path, expected_sha256: str, expected_size: int) -> tuple[str, str, int]:
+    """One read: bytes feed SHA-256, SHA-512 and the copy.  The SHA-256 must equal the ledger's."""
+    h256, h512 = hashlib.sha256(), hashlib.sha512()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    size = 0
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    with open(src, "rb", buffering=0) as fin:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            try:
+                os.posix_fadvise(fin.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            except (AttributeError, OSError):
+                pass
+            while n := fin.readinto(buf):
+                chunk = view[:n]
+                h256.update(chunk)
+                h512.update(chunk)
+                out = chunk
+                while out:
+                    out = out[os.write(fd, out):]
+                size += n
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    found = h256.hexdigest()
+    if found != expected_sha256 or size != expected_size:
+        raise DigestMismatch(str(src), "sha256", f"{expected_sha256} ({expected_size} bytes)", f"{found} ({size} bytes)",
+                             hint="the stored object differs from the ledger; run `evidencelock verify`; nothing was exported")
+    return found, h512.hexdigest(), size
+
+
+def _resolve_items(vault: Vault, case: str, items: Sequence[str] | None) -> list[str]:
+    with vault.ledger.reader() as conn:
+        in_case = [r.sha256 for r in conn.execute(
+            select(schema.sources.c.sha256).where(schema.sources.c.case_id == case).distinct()).all()]
+    if not in_case:
+        raise InputError(f"no items are recorded for case {case!r}", hint="see `evidencelock log --case CASE`")
+    if not items:
+        return sorted(set(in_case))
+    chosen = []
+    for q in items:
+        q = q.strip().lower().removeprefix("sha256:")
+        m = [s for s in set(in_case) if s.startswith(q)] if len(q) >= 6 else []
+        if len(m) != 1:
+            raise InputError(f"--item {q!r} matches {len(m)} items of case {case!r} (give at least 6 hex digits of one)")
+        chosen.append(m[0])
+    return sorted(set(chosen))
+
+
+def _load_entries(vault: Vault, case: str, items: list[str]) -> dict[int, SignedEntry]:
+    t = schema.entries
+    out: dict[int, SignedEntry] = {}
+    with vault.ledger.reader() as conn:
+        for i in range(0, len(items), 500):
+            rows = conn.execute(select(t.c.seq, t.c.canonical, t.c.signature).where(
+                t.c.item.in_(items[i:i + 500]), t.c.case_id == case)).all()
+            for r in rows:
+                out[r.seq] = SignedEntry.from_bytes(bytes(r.canonical), bytes(r.signature), subject=f"entry {r.seq}")
+        for r in conn.execute(select(t.c.seq, t.c.canonical, t.c.signature).where(
+                or_(t.c.type == "key-enroll", t.c.type == "key-revoke"))).all():
+            out[r.seq] = SignedEntry.from_bytes(bytes(r.canonical), bytes(r.signature), subject=f"entry {r.seq}")
+    return out
+
+
+def _stored_timestamp(raw_json: str, note: bytes) -> tuple[bytes, bytes] | None:
+    """A token the transparency module stored for this note, if we can recognise and verify it."""
+    from ._tsa import verify_timestamp
+
+    try:
+        stamps = json.loads(raw_json or "[]")
+    except ValueError:
+        return None
+    for st in stamps if isinstance(stamps, list) else []:
+        if not isinstance(st, dict):
+            continue
+        token = next((st[k] for k in ("response", "tsr", "token") if isinstance(st.get(k), str)), None)
+        chain = next((st[k] for k in ("chain", "tsa_chain", "chain_pem", "certs") if isinstance(st.get(k), str)), None)
+        if not token or not chain:
+            continue
+        try:
+            der = base64.b64decode(token)
+            verify_timestamp(der, chain.encode(), note)
+            return der, chain.encode()
+        except (EvidenceLockError, ValueError):
+            continue
+    return None
+
+
+def _choose_checkpoint(vault: Vault, key: CustodianKey, keys: list[PublicKey], need_size: int, now: datetime,
+                       timestamper: Timestamper | None) -> tuple[SignedNote, Checkpoint, tuple[bytes, bytes] | None, bool, list[tuple[int, bytes]]]:
+    """The newest stored checkpoint that covers the exported entries and verifies; else a new one."""
+    origin = vault.config.origin
+    earlier: list[tuple[int, bytes]] = []
+    with vault.ledger.reader() as conn:
+        rows = conn.execute(select(schema.checkpoints).order_by(schema.checkpoints.c.tree_size.desc(),
+                                                                schema.checkpoints.c.id.desc())).all()
+        size_now = treestore.tree_size(conn)
+        chosen = None
+        for r in rows:
+            try:
+                note = SignedNote.from_bytes(r.note.encode("utf-8"))
+                cp = Checkpoint.from_text(note.text)
+                note.verify(keys, name=cp.origin)
+                if cp.origin != origin or cp.root != treestore.root_at(conn, cp.size):
+                    continue
+            except EvidenceLockError:
+                continue
+            if chosen is None and cp.size >= need_size:
+                chosen = (note, cp, _stored_timestamp(r.timestamps_json, r.note.encode("utf-8")))
+            elif chosen is not None and cp.size < chosen[1].size:
+                earlier.append((cp.size, cp.root))
+        if chosen is not None:
+            return chosen[0], chosen[1], chosen[2], False, earlier
+        cp = Checkpoint(origin, size_now, treestore.root_at(conn, size_now))
+    note = sign_checkpoint(cp, origin, key.public.raw, key.sign)
+    stamp = timestamper(note.to_bytes()) if timestamper else None
+    from ..entry import format_time
+
+    with vault.ledger.engine.begin() as conn:
+        conn.execute(schema.checkpoints.insert().values(
+            tree_size=cp.size, root_hash=cp.root.hex(), note=note.to_bytes().decode("utf-8"), created=format_time(now),
+            timestamps_json=json.dumps([{"tsa": "export", "response": base64.b64encode(stamp[0]).decode(),
+                                         "chain": stamp[1].decode()}] if stamp else []),
+            cosignatures_json="[]"))
+    earlier = [(r.tree_size, bytes.fromhex(r.root_hash)) for r in rows if 0 < r.tree_size < cp.size]
+    return note, cp, stamp, True, earlier
+
+
+def export_bundle(
+    vault: Vault,
+    *,
+    case: str,
+    out: str | os.PathLike[str],
+    key: CustodianKey,
+    now: Callable[[], datetime],
+    items: Sequence[str] | None = None,
+    timestamper: Timestamper | None = None,
+    jobs: int | None = None,
+    report: bool = True,
+) -> ExportResult:
+    """Write the evidence bundle for ``case`` (or the given ``items`` of it) to ``out``."""
+    import time
+
+    from . import handbook
+
+    if not vault.writable:
+        raise ValueError("vault must be opened writable: the export is recorded")
+    out = Path(out)
+    as_zip = out.suffix.lower() == ".zip"
+    if out.exists() or out.is_symlink():
+        raise InputError("the bundle target already exists; choose a new name", subject=str(out))
+    if not out.parent.is_dir():
+        raise InputError("the folder for the bundle does not exist", subject=str(out.parent))
+    sha_items = _resolve_items(vault, case, items)
+    entries = _load_entries(vault, case, sha_items)
+    keys = vault.enrolled_keys()
+    if key.key_id not in keys:
+        raise InputError("the exporting custodian's key is not enrolled in this vault")
+    created = now()
+    note, cp, stamp, cp_created, earlier = _choose_checkpoint(vault, key, list(keys.values()), max(entries) + 1, created,
+                                                              timestamper)
+    with vault.ledger.reader() as conn:
+        proofs = {seq: treestore.inclusion_proof_at(conn, seq, cp.size) for seq in sorted(entries)}
+        consistency = [{"from_size": s, "from_root": r.hex(),
+                        "proof": [h.hex() for h in treestore.consistency_proof_at(conn, s, cp.size)]} for s, r in earlier]
+        item_rows = {r.sha256: r for r in conn.execute(select(schema.items).where(schema.items.c.sha256.in_(sha_items))).all()}
+    # Check what we are about to certify, with the same core the verifier uses.
+    for seq, s in entries.items():
+        s.verify_signature(keys[s.entry.actor]) if s.entry.actor in keys else None
+        merkle.verify_inclusion(s.leaf_hash, seq, cp.size, proofs[seq], cp.root)
+
+    # Names: the first ingest of each item in this case names it.
+    ingest_of: dict[str, list[SignedEntry]] = {}
+    for seq in sorted(entries):
+        s = entries[seq]
+        if s.entry.type == "ingest":
+            ingest_of.setdefault(s.entry.body["item"], []).append(s)
+    names = NameAllocator()
+    plan: list[dict[str, Any]] = []
+    for sha in sorted(sha_items, key=lambda h: ingest_of[h][0].entry.seq):
+        originals = [str(s.entry.body.get("source", {}).get("path", "")) for s in ingest_of[sha]]
+        plan.append({"sha256": sha, "path": names.allocate(originals[0] or sha, sha), "original_names": originals,
+                     "size": int(item_rows[sha].size), "entries": [s.entry.seq for s in ingest_of[sha]]})
+
+    tmp = out.parent / f".{out.name}.partial-{secrets.token_hex(6)}"
+    tmp.mkdir()
+    zip_tmp: Path | None = None
+    try:
+        t0 = time.monotonic()
+        workers = max(1, jobs or os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export") as pool:
+            results = list(pool.map(lambda p: _copy_one(vault.store.path_for(p["sha256"]), tmp / p["path"],
+                                                        p["sha256"], p["size"]), plan))
+        copy_seconds = time.monotonic() - t0
+        for p, (_, sha512, _) in zip(plan, results):
+            p["sha512"] = sha512
+        ev = tmp / "evidence"
+        # Entries: JSON lines + the by-hand copies (exact canonical bytes, raw signature).
+        lines = []
+        for seq in sorted(entries):
+            s = entries[seq]
+            lines.append(json.dumps({"seq": seq, "canonical": base64.b64encode(s.canonical).decode(),
+                                     "signature": base64.b64encode(s.signature).decode()}, sort_keys=True))
+            _write(ev / "entries" / f"{seq}.json", s.canonical)
+            _write(ev / "entries" / f"{seq}.sig", s.signature)
+        _write(ev / "entries.jsonl", ("\n".join(lines) + "\n").encode())
+        _write(ev / "proofs.json", json.dumps({"tree_size": cp.size, "root_hash": cp.root.hex(),
+                                               "inclusion": {str(k): [h.hex() for h in v] for k, v in proofs.items()},
+                                               "consistency": consistency}, indent=1, sort_keys=True).encode())
+        signer = note.verify(list(keys.values()), name=cp.origin)
+        sig = note.signature_for(cp.origin, signer)
+        _write(ev / "checkpoint.txt", note.to_bytes())
+        _write(ev / "checkpoint-body.txt", note.text)
+        _write(ev / "checkpoint.sig", sig.signature if sig else b"")
+        if stamp is not None:
+            _write(ev / "timestamp.tsr", stamp[0])
+            _write(ev / "tsa-chain.pem", stamp[1])
+        enrolled_here = {s.entry.body["key_id"] for s in entries.values() if s.entry.type == "key-enroll"}
+        for kid in sorted(enrolled_here):
+            _write(ev / "keys" / f"{kid}.pem", keys[kid].to_pem())
+        media = {}
+        for p in plan:
+            raw = item_rows[p["sha256"]].media_json
+            try:
+                media[p["sha256"]] = json.loads(raw) if raw else None
+            except ValueError:
+                media[p["sha256"]] = None
+        _write(ev / "metadata.json", json.dumps({"note": "Extracted at ingest from the files themselves; NOT signed and "
+                                                 "not verified fact. Re-derivable from the payload bytes.",
+                                                 "items": media}, indent=1, sort_keys=True, ensure_ascii=False).encode())
+        ctx = handbook.Context(
+            case=case, origin=cp.origin, created=_fmt(created), software=_software(), exporter=key.key_id,
+            exporter_name=key.name, checkpoint=cp, checkpoint_signer=signer, timestamp=_stamp_info(stamp, note),
+            plan=plan, entries=entries, keys={k: keys[k] for k in enrolled_here}, media=media, bag=tmp,
+            checkpoint_created=cp_created)
+        files: dict[str, str] = {}
+        for name, data in handbook.human_files(ctx, with_report=report).items():
+            _write(tmp / name, data)
+            files[name] = hashlib.sha256(data).hexdigest()
+        files["evidence/metadata.json"] = hashlib.sha256((ev / "metadata.json").read_bytes()).hexdigest()
+        bundle_json = json.dumps({
+            "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "origin": cp.origin, "case": case,
+            "created": _fmt(created), "software": _software(), "exporter": key.key_id,
+            "checkpoint": {"size": cp.size, "root": cp.root.hex(), "file": "evidence/checkpoint.txt"},
+            "items": [{k: p[k] for k in ("path", "sha256", "sha512", "size", "original_names", "entries")} for p in plan],
+            "files": files,
+        }, indent=1, sort_keys=True, ensure_ascii=False).encode()
+        _write(ev / "bundle.json", bundle_json)
+        _write(ev / "bundle.json.sig", key.sign(bundle_json))
+        # BagIt (RFC 8493): declaration, payload manifests, bag-info, then tag manifests last.
+        _write(tmp / "bagit.txt", b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
+        for alg in ("sha256", "sha512"):
+            _write(tmp / f"manifest-{alg}.txt", "".join(f"{p[alg]}  {p['path']}\n" for p in plan).encode())
+        total = sum(p["size"] for p in plan)
+        info = [("Bag-Software-Agent", _software()), ("Bagging-Date", _fmt(created)[:10]),
+                ("Payload-Oxum", f"{total}.{len(plan)}"), ("External-Identifier", _one_line(case)),
+                ("Source-Organization", _one_line(cp.origin)),
+                ("Internal-Sender-Description", "evidencelock evidence bundle: see VERIFY.md and report.html")]
+        _write(tmp / "bag-info.txt", "".join(f"{k}: {v}\n" for k, v in info).encode())
+        tag_files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()
+                           and not str(p.relative_to(tmp)).startswith("data/"))
+        digests = {f: (hashlib.sha256((tmp / f).read_bytes()).hexdigest(), hashlib.sha512((tmp / f).read_bytes()).hexdigest())
+                   for f in tag_files}
+        _write(tmp / "tagmanifest-sha256.txt", "".join(f"{digests[f][0]}  {f}\n" for f in tag_files).encode())
+        _write(tmp / "tagmanifest-sha512.txt", "".join(f"{digests[f][1]}  {f}\n" for f in tag_files).encode())
+        tagmanifest_sha256 = hashlib.sha256((tmp / "tagmanifest-sha256.txt").read_bytes()).hexdigest()
+        for d in sorted({p.parent for p in tmp.rglob("*")} | {tmp}, key=lambda p: -len(p.parts)):
+            _fsync_dir(d)
+        final_tmp: Path = tmp
+        if as_zip:
+            zip_tmp = out.parent / f".{out.name}.partial-{secrets.token_hex(6)}.zip"
+            _zip_folder(tmp, zip_tmp, top=out.stem)
+            final_tmp = zip_tmp
+        # (2) record the export, then (3) move it into place.
+        signed = vault.append(key, now=created, type="export", case=case, body={
+            "items": sha_items,
+            "bundle": {"name": out.name, "format": f"{BUNDLE_FORMAT}/{BUNDLE_VERSION}", "tagmanifest_sha256": tagmanifest_sha256,
+                       "payload_oxum": f"{total}.{len(plan)}", "checkpoint_size": cp.size,
+                       "checkpoint_root": cp.root.hex()},
+        })
+        assert signed is not None
+        if out.exists():
+            raise InputError("the bundle target appeared while exporting; the bag is kept under a temporary name",
+                             subject=str(final_tmp))
+        os.rename(final_tmp, out)
+        _fsync_dir(out.parent)
+        if as_zip:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        if not out.exists() or (zip_tmp is not None and not zip_tmp.exists()):
+            shutil.rmtree(tmp, ignore_errors=True)
+            if zip_tmp is not None:
+                zip_tmp.unlink(missing_ok=True)
+        raise
+    return ExportResult(out, case, len(plan), total, len(entries), cp.size, cp_created, stamp is not None,
+                        signed.entry.seq, tagmanifest_sha256, copy_seconds)
+
+
+def _zip_folder(folder: Path, target: Path, *, top: str) -> None:
+    """Payload STORED (media is already compressed), tag files deflated; one top folder."""
+    try:
+        with zipfile.ZipFile(target, "x", allowZip64=True) as z:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    rel = str(path.relative_to(folder))
+                    method = zipfile.ZIP_STORED if rel.startswith("data/") else zipfile.ZIP_DEFLATED
+                    z.write(path, f"{top}/{rel}", compress_type=method)
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        target.unlink(missing_ok=True)
+        raise StorageError(f"cannot write the zip: {exc.strerror or exc}", subject=str(target),
+                           hint="nothing was recorded; free space and export again") from None
+
+
+def _fmt(t: datetime) -> str:
+    from ..entry import format_time
+
+    return format_time(t)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _stamp_info(stamp: tuple[bytes, bytes] | None, note: SignedNote) -> dict[str, Any] | None:
+    if stamp is None:
+        return None
+    from ._tsa import verify_timestamp
+
+    info = verify_timestamp(stamp[0], stamp[1], note.to_bytes())
+    return {"time": info.gen_time.isoformat(), "tsa": info.tsa, "root_sha256": info.root_fingerprint}

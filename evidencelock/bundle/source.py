@@ -171,9 +171,9 @@ class ZipSource(BagSource):
         # A zipped bag usually has one top folder ("bundle/bagit.txt"); strip it.
         prefix = ""
         if "bagit.txt" not in names:
-            tops = {n.split("/", 1)[0] for n in names}
-            if len(tops) == 1 and f"{next(iter(tops))}/bagit.txt" in names:
-                prefix = next(iter(tops)) + "/"
+            tops = sorted({n.split("/", 1)[0] for n in names if f"{n.split('/', 1)[0]}/bagit.txt" in names})
+            if len(tops) == 1:
+                prefix = tops[0] + "/"
         seen: dict[str, str] = {}
         total = 0
         for info in infos:
@@ -188,7 +188,7 @@ class ZipSource(BagSource):
             if stat.S_ISLNK(mode):
                 self.problems.append(Problem("bagit-symlink", repr(raw), "symbolic link stored in the zip: refused"))
                 continue
-            if mode and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            if stat.S_IFMT(mode) and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
                 self.problems.append(Problem("bagit-special-file", repr(raw), "not a regular file: refused"))
                 continue
             if info.flag_bits & 0x1:

@@ -358,8 +358,24 @@ def ingest(
             for fut in pending:
                 fut.cancel()
             raise
+    if extract_media:
+        _note_near_duplicates(vault, report)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _note_near_duplicates(vault: Vault, report: IngestReport) -> None:
+    """Near-duplicates of the items this run preserved, among every other item (this run's
+    included): leads for an analyst, derived from the recorded fingerprints (docs/media.md)."""
+    from . import neardup
+
+    new = [o for o in report.outcomes if o.status == "preserved" and o.sha256]
+    if not new:
+        return
+    found = neardup.near_duplicates_of(vault, [o.sha256 for o in new if o.sha256])
+    for o in new:
+        o.near_duplicates = [{"item": m.item, "distance": m.distance, "kind": m.kind, "segments": m.segments_json()}
+                             for m in found.get(o.sha256 or "", [])]
 
 
 def _finish_batch(vault: Vault, batch: list[tuple[Future[_Read], Candidate]], *, key: CustodianKey, case: str,

@@ -30,7 +30,7 @@ def cli(ctx: click.Context, vault: str | None) -> None:
 
 
 core.register(cli)
-for _name in ("transparency", "bundle", "media"):
+for _name in ("custody", "transparency", "bundle", "media"):
     try:
         _mod = __import__(f"evidencelock.commands.{_name}", fromlist=["register"])
     except ModuleNotFoundError as _exc:  # a capability not installed in this build

@@ -163,6 +163,20 @@ def _check_fields(e: Entry) -> None:
         raise FormatError(f"actor must be a key id (64 lowercase hex digits), found {e.actor!r}")
     if not isinstance(e.body, Mapping):
         raise FormatError("body must be a JSON object")
+    _check_no_floats(e.body, "body")
+
+
+def _check_no_floats(value: Any, where: str) -> None:
+    """§2.1: entries carry no floating-point numbers (decimals are strings), so a second
+    verifier needs no ECMAScript number formatting to reproduce the canonical bytes."""
+    if isinstance(value, float):
+        raise FormatError(f"{where} holds a floating-point number; write decimals as strings")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_no_floats(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_no_floats(v, f"{where}[{i}]")
 
 
 @dataclass(frozen=True)

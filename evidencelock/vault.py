@@ -181,6 +181,13 @@ class Vault:
 
     def unlock(self, passphrase: str, who: str | None = None) -> CustodianKey:
         key_id = self.resolve_custodian(who)
+        with self.ledger.reader() as conn:
+            revoked = conn.execute(select(schema.keys.c.revoked_seq).where(schema.keys.c.key_id == key_id)).scalar()
+        if revoked is not None:
+            raise CustodianKeyError(
+                f"custodian key {key_id[:16]}… was revoked at entry {revoked}; it may not sign anything",
+                hint="ask another custodian to act, or to enrol a new key for you",
+            )
         keys = self.enrolled_keys()
         key = CustodianKey.load(self.key_path(key_id), passphrase, keys.get(key_id, PublicKey(b"")).name)
         if key.key_id != key_id:

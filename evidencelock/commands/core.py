@@ -21,7 +21,7 @@ from ._common import EXIT_CODES_HELP, emit_json, err, handle_errors, json_option
 
 
 def register(cli: click.Group) -> None:
-    for cmd in (init, ingest, log, show, verify, audit, keys, demo):
+    for cmd in (init, ingest, log, show, verify, audit, demo):
         cli.add_command(cmd)
 
 
@@ -253,29 +253,6 @@ def audit(ctx: click.Context, all_digests: bool, custodian: str | None, jobs: in
                                                 progress=_bar_progress(bar, task))
     _render_verify(report, as_json, seq)
     raise SystemExit(0 if report.ok else 1)
-
-
-@click.command(epilog=EXIT_CODES_HELP)
-@json_option
-@click.pass_context
-@handle_errors
-def keys(ctx: click.Context, as_json: bool) -> None:
-    """Enrolled custodian keys (id, name, when enrolled / revoked)."""
-    from sqlalchemy import select
-
-    from .. import schema
-
-    with c.open_vault(ctx) as vault:
-        with vault.ledger.reader() as conn:
-            rows = conn.execute(select(schema.keys).order_by(schema.keys.c.enrolled_seq)).all()
-    data = [{"key_id": r.key_id, "name": r.name, "enrolled_seq": r.enrolled_seq, "revoked_seq": r.revoked_seq} for r in rows]
-    if as_json:
-        emit_json(data)
-        return
-    table = Table("key id", "custodian", "enrolled at", "revoked at")
-    for d in data:
-        table.add_row(d["key_id"], escape(d["name"]), str(d["enrolled_seq"]), str(d["revoked_seq"] or ""))
-    out.print(table)
 
 
 @click.command(epilog=EXIT_CODES_HELP)

@@ -70,6 +70,7 @@ class Vault:
         self.ledger = ledger
         self.store = ObjectStore(root)
         self.writable = writable
+        self.recovered: tuple[int, int] = (0, 0)  # (rolled forward, leftovers removed) on open
 
     # -- lifecycle ----------------------------------------------------------------------
     @classmethod
@@ -143,7 +144,7 @@ class Vault:
         ledger = Ledger.open(url)
         vault = cls(root, config, ledger, writable=writable)
         if writable:
-            vault.store.recover(ledger.is_recorded)
+            vault.recovered = vault.store.recover(ledger.is_recorded)
         return vault
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ from ._common import EXIT_CODES_HELP, emit_json, err, handle_errors, json_option
 
 
 def register(cli: click.Group) -> None:
-    for cmd in (init, ingest, log, show, verify, audit, demo):
+    for cmd in (init, ingest, log, show, verify, audit, recover, demo):
         cli.add_command(cmd)
 
 
@@ -253,6 +253,25 @@ def audit(ctx: click.Context, all_digests: bool, custodian: str | None, jobs: in
                                                 progress=_bar_progress(bar, task))
     _render_verify(report, as_json, seq)
     raise SystemExit(0 if report.ok else 1)
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@json_option
+@click.pass_context
+@handle_errors
+def recover(ctx: click.Context, as_json: bool) -> None:
+    """Finish what a crashed or killed run left: roll recorded objects forward, remove leftovers.
+
+    Every writing command does this on its own when it opens the vault; this command does
+    only that, and says what it did.  Nothing recorded is ever removed.
+    """
+    with c.open_vault(ctx, writable=True) as vault:
+        rolled, removed = vault.recovered
+    if as_json:
+        emit_json({"ok": True, "rolled_forward": rolled, "leftovers_removed": removed})
+    else:
+        out.print(f"Recovered: {rolled} recorded objects moved into place, {removed} unrecorded leftovers removed "
+                  "(leftovers are never evidence: no entry records them)")
 
 
 @click.command(epilog=EXIT_CODES_HELP)

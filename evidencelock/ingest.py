@@ -43,7 +43,7 @@ from .ledger import Draft, Tail, set_item_media
 from .store import SourceChanged, SourceReadError, StagedObject
 from .vault import Vault
 
-__all__ = ["ingest", "IngestReport", "FileOutcome", "display_path", "walk"]
+__all__ = ["ingest", "IngestReport", "FileOutcome", "display_path", "walk", "check_roots"]
 
 MAX_NOTE = 4096
 
@@ -136,12 +136,8 @@ def _source_record(cand: Candidate, mtime_ns: int, host: str) -> dict[str, Any]:
     return record
 
 
-def walk(paths: Sequence[str | os.PathLike[str] | bytes], *, follow_symlinks: bool = False) -> tuple[list[Candidate], list[FileOutcome]]:
-    """Every regular file under ``paths``; symlinks and special files become skip outcomes.
-
-    Raises InputError (before anything is read) if a given path does not exist or is not
-    a file or folder.
-    """
+def check_roots(paths: Sequence[str | os.PathLike[str] | bytes]) -> list[tuple[bytes, os.stat_result]]:
+    """Each path named by the user must be a file or a folder: else InputError, before any read."""
     roots: list[tuple[bytes, os.stat_result]] = []
     for p in paths:
         raw = os.fsencode(p)
@@ -154,6 +150,16 @@ def walk(paths: Sequence[str | os.PathLike[str] | bytes], *, follow_symlinks: bo
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
             raise InputError(f"not a regular file or folder ({_kind(st.st_mode)})", subject=display_path(raw))
         roots.append((os.path.abspath(raw), st))
+    return roots
+
+
+def walk(paths: Sequence[str | os.PathLike[str] | bytes], *, follow_symlinks: bool = False) -> tuple[list[Candidate], list[FileOutcome]]:
+    """Every regular file under ``paths``; symlinks and special files become skip outcomes.
+
+    Raises InputError (before anything is read) if a given path does not exist or is not
+    a file or folder.
+    """
+    roots = check_roots(paths)
 
     candidates: list[Candidate] = []
     skipped: list[FileOutcome] = []

@@ -75,6 +75,7 @@ def _progress() -> Progress:
 def ingest(ctx: click.Context, paths: tuple[str, ...], case: str, note: str | None, custodian: str | None,
            jobs: int | None, follow_symlinks: bool, no_media: bool, as_json: bool) -> None:
     """Preserve files and folders (recursively) into the vault, one signed entry per file."""
+    ingest_mod.check_roots(paths)  # bad input is named before anything else is asked
     with c.open_vault(ctx, writable=True) as vault:
         key = vault.unlock(c.get_passphrase(), custodian)
         with _progress() as bar:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from typing import Any
 
 __all__ = ["report_html", "report_pdf", "certification_md", "proves", "does_not_prove"]
@@ -222,12 +223,24 @@ def report_pdf(ctx: Any) -> bytes:
         pdf.set_creation_date(parse_time(ctx.created))  # the export time, not the wall clock
     except Exception:  # noqa: BLE001
         pass
-    family = _font(pdf)
+    # Embedding a TrueType font costs seconds (subsetting); the built-in Helvetica is used
+    # whenever every variable string fits Latin-1, DejaVu only when a name needs Unicode.
+    variable = json.dumps([ctx.case, ctx.origin, ctx.exporter_name, [k.name for k in ctx.keys.values()],
+                           [(p["path"], p["original_names"]) for p in ctx.plan],
+                           [_capture(m) for m in ctx.media.values()],
+                           [_custody(ctx, p["sha256"]) for p in ctx.plan],
+                           ctx.timestamp], ensure_ascii=False, default=str)
+    try:
+        variable.encode("latin-1")
+        family = "Helvetica"
+    except UnicodeEncodeError:
+        family = _font(pdf)
     mono = "DejaVuMono" if family == "DejaVu" and "dejavumono" in pdf.fonts else "Courier"
     unicode_ok = family == "DejaVu"
+    latin = str.maketrans({"\u2022": "-", "\u2014": "-", "\u2026": "...", "\u203a": ">", "\u2019": "'"})
 
     def t(s: str) -> str:
-        return s if unicode_ok else s.encode("latin-1", "replace").decode("latin-1")
+        return s if unicode_ok else s.translate(latin).encode("latin-1", "replace").decode("latin-1")
 
     def para(s: str, size: float = 10, style: str = "", font: str | None = None) -> None:
         pdf.set_font(font or family, style, size)

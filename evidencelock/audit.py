@@ -166,20 +166,27 @@ def _check_tree(vault: Vault, report: VerifyReport, leaf_hashes: list[bytes]) ->
     """The stored Merkle tree must equal the one recomputed from the entries."""
     from . import merkle, treestore
 
-    root = merkle.root_hash(leaf_hashes)
+    from .errors import ProofError, StorageError
+
+    usable = all(len(h) == merkle.HASH_SIZE for h in leaf_hashes)  # a malformed row may lack one
+    root = merkle.root_hash(leaf_hashes) if usable else b""
     report.root_hash = root.hex()
     with vault.ledger.reader() as conn:
         stored_size = treestore.tree_size(conn)
         if stored_size != len(leaf_hashes):
             report.add("tree-size-mismatch", "merkle tree",
                        f"stored tree has {stored_size} leaves, the ledger has {len(leaf_hashes)} entries")
-            return
-        if stored_size:
+        elif stored_size and usable:
             stored_root = treestore.root_at(conn, stored_size)
             if stored_root != root:
                 report.add("tree-root-mismatch", "merkle tree",
                            f"stored tree root differs from the root recomputed from the entries: "
                            f"expected={root.hex()} found={stored_root.hex()}")
+            # Every stored node, not only the root path: proofs are built from any of them.
+            try:
+                treestore.verify_nodes(conn, leaf_hashes)
+            except (ProofError, StorageError) as exc:
+                report.add("tree-node-mismatch", "merkle tree", exc.message + (f" ({exc.hint})" if exc.hint else ""))
     try:
         from . import transparency  # checkpoint checks, when that module is present
     except ImportError:

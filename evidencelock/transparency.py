@@ -65,6 +65,8 @@ __all__ = [
     "get_checkpoint",
     "latest_checkpoint",
     "verified_note",
+    "ledger_keys",
+    "resolve_item",
     "inclusion_proof_for_item",
     "consistency_proof",
     "check_checkpoints",
@@ -181,6 +183,12 @@ def _enrolled_from_entries(conn: Connection) -> dict[str, PublicKey]:
         except (EvidenceLockError, ValueError):
             continue  # the chain check reports a malformed enrolment
     return keys
+
+
+def ledger_keys(vault: "Vault") -> list[bytes]:
+    """Raw public keys enrolled by the ledger's own ``key-enroll`` entries."""
+    with vault.ledger.reader() as conn:
+        return [k.raw for k in _enrolled_from_entries(conn).values()]
 
 
 def verified_note(note_text: str | bytes, origin: str, keys: Iterable[bytes]) -> tuple[cp_mod.SignedNote, cp_mod.Checkpoint]:

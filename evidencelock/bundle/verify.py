@@ -216,7 +216,7 @@ def _hash_members(src: BagSource, paths: list[str], algs: list[str], jobs: int |
             return p, f"size changed while reading: expected={src.sizes[p]} found={size}"
         return p, {a: h.hexdigest() for a, h in zip(algs, hashers)}
 
-    workers = max(1, jobs or os.cpu_count() or 1)
+    workers = max(1, jobs or 2 * (os.cpu_count() or 1))  # overlap reads with hashing
     order = sorted(paths, key=lambda p: -src.sizes[p])  # big files first: better packing
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bag-hash") as pool:
         return dict(pool.map(one, order))

@@ -65,7 +65,7 @@ _KIND_CODES = ("image", "video", "audio", "other")
 
 @dataclass(frozen=True)
 class IndexInfo:
-    """How the index was obtained: ``cache`` is ``hit``, ``updated``, ``rebuilt`` or ``off``."""
+    """How the index was obtained: ``cache`` is ``hit``, ``updated`` or ``rebuilt``."""
 
     items: int
     hashes: int
@@ -250,7 +250,7 @@ def load_index(vault: Vault, *, use_cache: bool = True, write_cache: bool = True
         tail = vault.ledger._tail(conn)
         key = {"format": CACHE_FORMAT, "origin": vault.config.origin, "tail_size": tail.size, "tail_hash": tail.prev}
         media_items = _count_with_media(conn)
-        status = "off"
+        status = "rebuilt"
         index: FingerprintIndex | None = None
         if use_cache and _restorable():
             loaded = _load(path, min_quality=min_quality)
@@ -265,9 +265,8 @@ def load_index(vault: Vault, *, use_cache: bool = True, write_cache: bool = True
                     _add_rows(cached, _items_with_media(conn, since_seq=size))
                     if meta.get("media_items", -1) + _count_since(conn, size) == media_items:
                         index, status = cached, "updated"
-            if index is None:
-                status = "rebuilt"
         if index is None:
+            status = "rebuilt"
             index = FingerprintIndex(min_quality=min_quality)
             _add_rows(index, _items_with_media(conn))
     if write_cache and status in ("updated", "rebuilt"):

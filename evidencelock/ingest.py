@@ -53,6 +53,7 @@ class Candidate:
     path: bytes  # absolute path as the file system spells it
     root: bytes  # the ingested root it was found under
     rel: bytes  # path relative to the root (the file name itself for a single file)
+    link: bytes | None = None  # absolute path of the symlink it was reached through (--follow-symlinks)
 
 
 @dataclass
@@ -126,13 +127,14 @@ def _source_record(cand: Candidate, mtime_ns: int, host: str) -> dict[str, Any]:
         "mtime": format_time(datetime.fromtimestamp(mtime_ns / 1e9, timezone.utc)),
     }
     try:
-        cand.path.decode("utf-8")
+        (cand.root + b"/" + cand.rel).decode("utf-8")  # the names recorded, not a link target
     except UnicodeDecodeError:
         # docs/ledger-format.md §4.1: names that are not UTF-8 are kept exactly, in base64.
         record["root_b64"] = base64.b64encode(cand.root).decode()
         record["path_b64"] = base64.b64encode(cand.rel).decode()
     # The identity that makes a rerun idempotent: host + absolute path bytes.
-    record["key"] = hashlib.sha256(host.encode() + b"\x00" + cand.path).hexdigest()
+    # A followed symlink is a source of its own (its absolute path), not its target's.
+    record["key"] = hashlib.sha256(host.encode() + b"\x00" + (cand.link or cand.path)).hexdigest()
     return record
 
 
@@ -174,8 +176,8 @@ def walk(paths: Sequence[str | os.PathLike[str] | bytes], *, follow_symlinks: bo
         for cand, skip in _walk_dir(root, real_root, follow_symlinks):
             if skip is not None:
                 skipped.append(skip)
-            elif cand is not None and cand.path not in seen:
-                seen.add(cand.path)
+            elif cand is not None and (cand.link or cand.path) not in seen:
+                seen.add(cand.link or cand.path)
                 candidates.append(cand)
     return candidates, skipped
 
@@ -204,7 +206,7 @@ def _walk_dir(root: bytes, real_root: bytes, follow: bool) -> Iterator[tuple[Can
                 inside = target == real_root or target.startswith(real_root + b"/")
                 if follow and inside and os.path.isfile(target):
                     # Followed only inside the tree; its target is ingested under this name too.
-                    yield Candidate(target, root, rel), None
+                    yield Candidate(target, root, rel, link=path), None
                 else:
                     why = "points outside the ingested folder" if not inside else "symlinks are not followed"
                     yield None, FileOutcome(
@@ -394,7 +396,7 @@ def _finish_batch(vault: Vault, batch: list[tuple[Future[_Read], Candidate]], *,
         try:
             read = fut.result()
         except _Rejected as exc:
-            outcomes.append(FileOutcome(display_path(cand.path), "rejected", str(exc)))
+            outcomes.append(FileOutcome(display_path(cand.link or cand.path), "rejected", str(exc)))
             continue
         # StorageError (the vault's disk failed) propagates: stop the run, nothing half-recorded.
         media_json = read.media.to_dict() if read.media is not None else None
@@ -471,6 +473,6 @@ def _finish_batch(vault: Vault, batch: list[tuple[Future[_Read], Candidate]], *,
                   "duplicate": f"same bytes as entry {dup_of.get(pos)} (stored once)",
                   "preserved": ""}[status]
         media_errors = list(media_json.get("errors", [])) if media_json else []
-        outcomes[pos] = FileOutcome(display_path(read.cand.path), status, reason, d.sha256, d.size, seq,
+        outcomes[pos] = FileOutcome(display_path(read.cand.link or read.cand.path), status, reason, d.sha256, d.size, seq,
                                     list(read.flags), media_errors)
     return [o for o in outcomes if o is not None]

@@ -231,7 +231,7 @@ def test_index_cache_is_used_updated_and_rebuilt(world: dict, tmp_path: Path) ->
         neardup._save(index, cache, {"format": neardup.CACHE_FORMAT, "origin": v.config.origin,
                                      "tail_size": info.tail_size, "tail_hash": _hash_at(v, info.tail_size - 1),
                                      "media_items": info.items})
-        updated, uinfo = neardup.load_index(v)
+        _, uinfo = neardup.load_index(v)
         assert uinfo.cache == "updated" and uinfo.items == info.items + 1
     # A damaged (or tampered) cache is never trusted: it is rebuilt from the ledger database.
     cache.write_bytes(b"PK\x03\x04 not really a zip")

@@ -10,14 +10,21 @@ reports for each:
   (how close we are to just decoding);
 * ``x realtime``: fingerprint wall time / playback duration (target <= 0.25);
 
-and the latency of :meth:`FingerprintIndex.query` at 10k and 100k indexed hashes, for an
+the latency of :meth:`FingerprintIndex.query` at 10k and 100k indexed hashes, for an
 image query and for a 60-frame video query.  The full :func:`evidencelock.media.extract`
 (worker process, metadata, fingerprints) is timed, with a warm worker pool.
+
+``--ingest`` (also part of the full run) measures what the issue's second target is about:
+the wall time of ``evidencelock ingest FOLDER`` of a folder of 720p H.264 videos (6 x 20 s,
+or 3 x 6 s with ``--quick``) against ``evidencelock ingest --no-media`` of the same folder,
+each into a fresh vault, through the real CLI; the ratio is printed (target: media adds
+<= 30 %, i.e. ratio <= 1.30).  ``--folder DIR`` uses your own footage instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -104,6 +111,46 @@ def bench_similar(counts: list[int]) -> list[tuple[str, ...]]:
     return rows
 
 
+def _cli(*args: str, vault: Path) -> float:
+    env = {**os.environ, "EVIDENCELOCK_PASSPHRASE": os.environ.get("EVIDENCELOCK_PASSPHRASE", "bench")}
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "evidencelock", "--vault", str(vault), *args], check=True,
+                   capture_output=True, env=env)
+    return time.perf_counter() - t
+
+
+def make_video_folder(folder: Path, count: int, seconds: float) -> Path:
+    """``count`` 720p 30 fps videos, re-encoded to H.264 (what phones and messengers produce)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        raw = folder.parent / f"raw{i}.mp4"
+        make_video(raw, 100 + i, size=(1280, 720), seconds=seconds, fps=30)
+        if shutil.which("ffmpeg"):
+            subprocess.run(["ffmpeg", "-y", "-v", "error", "-nostdin", "-i", str(raw), "-c:v", "libx264",
+                            "-preset", "veryfast", "-crf", "23", str(folder / f"clip{i}.mp4")], check=True)
+            raw.unlink()
+        else:
+            raw.rename(folder / f"clip{i}.mp4")
+    return folder
+
+
+def bench_ingest(folder: Path, workdir: Path, *, repeats: int = 2) -> list[tuple[str, ...]]:
+    """Wall time of `ingest` with and without media extraction, fresh vault each run; best of N."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    total = sum(p.stat().st_size for p in files)
+    times: dict[str, list[float]] = {"--no-media": [], "media": []}
+    for r in range(repeats):
+        for mode in ("--no-media", "media") if r % 2 == 0 else ("media", "--no-media"):
+            vault = workdir / f"vault-{mode.strip('-')}-{r}"
+            _cli("init", "--custodian", "bench", vault=vault)
+            args = ["ingest", str(folder), "--case", "bench"] + (["--no-media"] if mode == "--no-media" else [])
+            times[mode].append(_cli(*args, vault=vault))
+            shutil.rmtree(vault, ignore_errors=True)
+    plain, media = min(times["--no-media"]), min(times["media"])
+    return [(f"{len(files)} files, {total / 2**20:.0f} MiB", f"{plain:.2f}", f"{media:.2f}",
+             f"{media / plain:.2f}", f"{(media - plain) / plain:+.0%}", "yes" if media / plain <= 1.30 else "NO")]
+
+
 def _table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     print(f"\n{title}")
@@ -114,7 +161,17 @@ def _table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="6 s videos, 720p only; 10k index only")
+    parser.add_argument("--ingest", action="store_true", help="only the ingest with/without media comparison")
+    parser.add_argument("--folder", type=Path, default=None, help="ingest this folder instead of generated videos")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.folder or make_video_folder(Path(tmp) / "videos", 3 if args.quick else 6,
+                                                  6.0 if args.quick else 20.0)
+        _table("ingest wall time: media extraction on vs --no-media (target ratio <= 1.30)",
+               ("folder", "--no-media s", "with media s", "ratio", "media adds", "<= 30 %"),
+               bench_ingest(folder, Path(tmp)))
+    if args.ingest:
+        return
     seconds = 6.0 if args.quick else 20.0
     sizes = [(1280, 720)] if args.quick else [(1280, 720), (1920, 1080)]
     with tempfile.TemporaryDirectory() as tmp:

@@ -84,6 +84,8 @@ def render_item(console: Any, d: dict[str, Any]) -> None:
             console.print("[bold]Fingerprints[/]")
             for k, v in fps.items():
                 text = v if isinstance(v, str) else (f"{len(v)} values" if isinstance(v, list) else json.dumps(v)[:80])
+                if k == "frames" and isinstance(v, list) and v and isinstance(v[-1], dict):
+                    text = f"{len(v)} frame hashes, 0-{v[-1].get('ms', 0) / 1000:g} s"
                 console.print(f"  {k}: {escape(str(text))}")
     table = Table("seq", "time (UTC)", "type", "case", "custodian", "source / detail", title="Custody (run `verify` to check signatures)")
     for c in d["custody"]:
@@ -112,6 +114,9 @@ def _render_tree(console: Any, value: Any, indent: str) -> None:
     elif isinstance(value, list):
         for v in value[:20]:
             if isinstance(v, dict):
-                _render_tree(console, v, indent + "- ")
+                # One line per element (e.g. a video's streams), not one line per field.
+                text = ", ".join(f"{k}={x}" if not isinstance(x, (dict, list)) else f"{k}={json.dumps(x, sort_keys=True)}"
+                                 for k, x in v.items() if x not in (None, "", [], {}))
+                console.print(f"{indent}- {escape(text)}")
             else:
                 console.print(f"{indent}- {escape(str(v))}")

@@ -94,25 +94,21 @@ class Ledger:
         ``build`` runs inside the serialised transaction, so it may look at the ledger (e.g.
         to skip a source that is already recorded) without racing another appender.
         """
-        try:
-            with self.engine.begin() as conn:
-                if not self.is_sqlite:
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPEND_LOCK})
-                tail = self._tail(conn)
-                entry = build(conn, tail)
-                if entry is None:
-                    return None
-                if entry.seq != tail.size or entry.prev != tail.prev:
-                    raise ValueError("builder must use the tail it was given")
-                signed = SignedEntry.create(entry, sign)
-                conn.execute(schema.entries.insert().values(**_row(signed)))
-                treestore.append_leaf(conn, entry.seq, signed.leaf_hash)
-                _update_derived(conn, signed)
-                if after is not None:
-                    after(conn, signed)
-                return signed
-        except SQLAlchemyError as exc:
-            raise _storage_error(exc, str(self.engine.url)) from None
+
+        def build_many(conn: Connection, tail: Tail) -> list[Draft]:
+            entry = build(conn, tail)
+            if entry is None:
+                return []
+            if entry.seq != tail.size or entry.prev != tail.prev:
+                raise ValueError("builder must use the tail it was given")
+            return [Draft(entry.time, entry.type, entry.case, entry.actor, dict(entry.body))]
+
+        def after_many(conn: Connection, signed: list[SignedEntry]) -> None:
+            if after is not None:
+                after(conn, signed[0])
+
+        appended = self.append_many(build_many, sign, after=after_many)
+        return appended[0] if appended else None
 
     def append_many(self, build: ManyBuilder, sign: Callable[[bytes], bytes], *,
                     after: AfterMany | None = None) -> list[SignedEntry]:

@@ -38,9 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from evidencelock.media import extract  # noqa: E402
-from evidencelock.similar import FingerprintIndex  # noqa: E402
-from mediagen import make_video  # noqa: E402
+from mediagen import make_video
+
+from evidencelock.media import extract
+from evidencelock.similar import FingerprintIndex
 
 
 def _ffmpeg_decode(path: Path) -> float:

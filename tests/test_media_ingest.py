@@ -6,10 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import piexif
-import pytest
-
 from conftest import run_cli
-from mediagen import CORPUS, ffmpeg, gps_rational, make_jpeg, make_video, requires_corpus, requires_ffmpeg
+from mediagen import (
+    CORPUS,
+    ffmpeg,
+    gps_rational,
+    make_jpeg,
+    make_video,
+    requires_corpus,
+    requires_ffmpeg,
+)
 
 
 def _vault(tmp_path: Path) -> Path:

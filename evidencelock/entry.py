@@ -74,7 +74,12 @@ def format_time(moment: datetime) -> str:
 def parse_time(text: str) -> datetime:
     if not isinstance(text, str) or not _TIME.match(text):
         raise FormatError(f"time must look like 2014-04-30T09:15:00.000000Z, found {text!r}")
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    try:
+        # Fixed positions (the regex guarantees them); much cheaper than strptime.
+        return datetime(int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
+                        int(text[17:19]), int(text[20:26]), tzinfo=timezone.utc)
+    except ValueError:
+        raise FormatError(f"time is not a valid date and time: {text!r}") from None
 
 
 def leaf_hash_of(canonical: bytes) -> bytes:

@@ -98,7 +98,12 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], case: str, note: str | No
         raise SystemExit(2)
 
 
+_MEDIA_SUFFIXES = (".jpg", ".jpeg", ".png", ".heic", ".heif", ".tif", ".tiff", ".webp", ".gif", ".mp4", ".mov",
+                   ".m4v", ".3gp", ".mkv", ".webm", ".avi", ".mts", ".m4a", ".mp3", ".aac", ".wav", ".ogg", ".opus")
+
+
 def _render_ingest(report: ingest_mod.IngestReport) -> None:
+    not_media = 0
     for o in report.outcomes:
         if o.status in ("rejected", "skipped"):
             style = "red" if o.status == "rejected" else "yellow"
@@ -106,9 +111,17 @@ def _render_ingest(report: ingest_mod.IngestReport) -> None:
         for flag in o.flags:
             err.print(f"[yellow]flag[/] {escape(o.path)}: {flag}")
         for m in o.media_errors:
+            # A document or archive is simply not media: count it instead of one line each,
+            # unless its name claims to be media (a text file named .mp4 is worth a look).
+            if "unrecognised format" in m and not o.path.lower().endswith(_MEDIA_SUFFIXES):
+                not_media += 1
+                continue
             err.print(f"[yellow]media[/] {escape(o.path)}: {escape(m)}")
         for nd in o.near_duplicates:
             err.print(f"[cyan]similar[/] {escape(o.path)} ~ item {nd.get('item', '')[:16]}… (distance {nd.get('distance')})")
+    if not_media:
+        err.print(f"[dim]{not_media} files are not recognised images, videos or audio: preserved and hashed, "
+                  "no media metadata (see `show ITEM`)[/]")
     mib = report.bytes_read / (1 << 20)
     rate = mib / report.seconds if report.seconds > 0 else 0.0
     out.print(

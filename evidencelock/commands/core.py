@@ -120,8 +120,9 @@ def _render_ingest(report: ingest_mod.IngestReport) -> None:
         for nd in o.near_duplicates:
             err.print(f"[cyan]similar[/] {escape(o.path)} ~ item {nd.get('item', '')[:16]}… (distance {nd.get('distance')})")
     if not_media:
-        err.print(f"[dim]{not_media} files are not recognised images, videos or audio: preserved and hashed, "
-                  "no media metadata (see `show ITEM`)[/]")
+        what = "1 file is not a recognised image, video or audio file" if not_media == 1 else \
+            f"{not_media} files are not recognised images, videos or audio"
+        err.print(f"[dim]{what}: preserved and hashed, no media metadata (see `show ITEM`)[/]")
     mib = report.bytes_read / (1 << 20)
     rate = mib / report.seconds if report.seconds > 0 else 0.0
     out.print(

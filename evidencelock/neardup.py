@@ -394,7 +394,21 @@ def find_similar(vault: Vault, path: str | os.PathLike[str], *, threshold: int =
                          hint="similar compares pictures: photos and video frames")
     index, info = load_index(vault, use_cache=use_cache)
     matches = search(vault, fps, threshold=threshold, limit=limit, case=case, same_bytes=sha, index=index)
+    if not any(m.identical for m in matches) and _is_preserved(vault, sha, case):
+        # The very bytes are preserved, but without fingerprints (ingested with --no-media,
+        # or their extraction failed): still the first thing an investigator needs to know.
+        names, cases = _provenance(vault, [sha])[sha]
+        matches = [NearDuplicate(sha, 0, report.kind, 1.0, frames, [], names, cases, True), *matches][:limit]
     return SimilarResult(p, sha, report.kind, frames, list(report.errors), threshold, info, matches)
+
+
+def _is_preserved(vault: Vault, sha: str, case: str | None) -> bool:
+    with vault.ledger.reader() as conn:
+        if case is None:
+            t = schema.items
+            return conn.execute(select(t.c.sha256).where(t.c.sha256 == sha)).first() is not None
+        t2 = schema.sources
+        return conn.execute(select(t2.c.sha256).where(t2.c.sha256 == sha, t2.c.case_id == case)).first() is not None
 
 
 def near_duplicates_of(vault: Vault, shas: Sequence[str], *, threshold: int = DEFAULT_THRESHOLD,

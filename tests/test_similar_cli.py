@@ -233,6 +233,11 @@ def test_index_cache_is_used_updated_and_rebuilt(world: dict, tmp_path: Path) ->
                                      "media_items": info.items})
         _, uinfo = neardup.load_index(v)
         assert uinfo.cache == "updated" and uinfo.items == info.items + 1
+    # Bytes preserved without fingerprints (--no-media) are still reported: same bytes.
+    video = world["unrelated"][0]
+    assert run_cli("ingest", video, "--case", "Z", "--no-media", vault=vault_dir).code == 0
+    (m,) = _similar({"vault": vault_dir}, video)["matches"]
+    assert m["identical"] is True and m["names"] == [video.name] and m["cases"] == ["Z"]
     # A damaged (or tampered) cache is never trusted: it is rebuilt from the ledger database.
     cache.write_bytes(b"PK\x03\x04 not really a zip")
     data = _similar({"vault": vault_dir}, copy)

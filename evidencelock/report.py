@@ -31,6 +31,19 @@ def _names(ctx: Any) -> dict[str, str]:
     return {kid: k.name for kid, k in ctx.keys.items()}
 
 
+def _verified_stamp(ctx: Any) -> dict[str, Any] | None:
+    """The timestamp facts, only when its token was verified with a TSA chain at export."""
+    return ctx.timestamp if ctx.timestamp and ctx.timestamp.get("verified") else None
+
+
+def _stamp_line(ctx: Any) -> str:
+    if _verified_stamp(ctx):
+        return f"{ctx.timestamp['time']} — {ctx.timestamp['tsa']}"
+    if ctx.timestamp:
+        return "token attached (evidence/timestamp.tst) but no TSA certificate chain: time not verified"
+    return "none (no RFC 3161 token attached)"
+
+
 def proves(ctx: Any) -> list[str]:
     cp = ctx.checkpoint
     out = [
@@ -39,11 +52,11 @@ def proves(ctx: Any) -> list[str]:
         "signed ingest record.",
         "Each custody record (ingest, transfer, access, …) was signed with the Ed25519 key shown for it, and has not "
         "been changed since it was signed.",
-        f"All the custody records are part of one append-only log ({cp.origin}); the checkpoint at log size {cp.size}, "
+        f"All the custody records are part of one append-only log ({cp.origin}); the checkpoint at log size {cp.tree_size}, "
         f"signed by {ctx.checkpoint_signer.name or ctx.checkpoint_signer.key_id[:16]}, commits to them. Rewriting any "
         "of them would change that checkpoint.",
     ]
-    if ctx.timestamp:
+    if _verified_stamp(ctx):
         out.append(f"That checkpoint existed no later than {ctx.timestamp['time']}, according to the independent "
                    f"timestamp authority {ctx.timestamp['tsa']}.")
     return out
@@ -59,8 +72,8 @@ def does_not_prove(ctx: Any) -> list[str]:
         "organisation's key ids independently and compare (verify-bundle --trusted-key).",
         "Anything about other files or other cases in the same log: only the records in this bundle were shown.",
     ]
-    if not ctx.timestamp:
-        out.append("When the log existed: this checkpoint has no independent timestamp, so the times in the records "
+    if not _verified_stamp(ctx):
+        out.append("When the log existed: this checkpoint has no verified independent timestamp, so the times in the records "
                    "are the custodians' own statements.")
     return out
 
@@ -147,7 +160,7 @@ def report_html(ctx: Any) -> str:
 {len(ctx.plan)} file(s), {e(_human(total))}.</p>
 <div class="verdict"><strong>Verified at export.</strong> Every file's SHA-256 was recomputed while it was copied and
 matched the signed ingest record; all {len(ctx.entries)} custody records' signatures and Merkle inclusion proofs were
-checked against the checkpoint at log size {cp.size}. Anyone can repeat this without us:
+checked against the checkpoint at log size {cp.tree_size}. Anyone can repeat this without us:
 <code>evidencelock verify-bundle</code>, or by hand with <code>sha256sum</code> and <code>openssl</code> (see VERIFY.md).</div>
 <h2>What this proves, and what it does not</h2>
 <div class="cols"><div class="box yes"><h3>Established by the cryptography</h3><ul>"""]
@@ -157,10 +170,10 @@ checked against the checkpoint at log size {cp.size}. Anyone can repeat this wit
     parts.append("</ul></div></div>")
     parts.append(f"""<h2>The log checkpoint</h2><table>
 <tr><th>Log (origin)</th><td><code>{e(cp.origin)}</code></td></tr>
-<tr><th>Size</th><td>{cp.size} records</td></tr>
-<tr><th>Root hash (SHA-256)</th><td><code>{cp.root.hex()}</code></td></tr>
+<tr><th>Size</th><td>{cp.tree_size} records</td></tr>
+<tr><th>Root hash (SHA-256)</th><td><code>{cp.root_hash.hex()}</code></td></tr>
 <tr><th>Signed by</th><td>{e(ctx.checkpoint_signer.name)} — key <code>{ctx.checkpoint_signer.key_id}</code></td></tr>
-<tr><th>Timestamp</th><td>{e(ctx.timestamp['time'] + ' — ' + ctx.timestamp['tsa']) if ctx.timestamp else 'none (no RFC 3161 token attached)'}</td></tr>
+<tr><th>Timestamp</th><td>{e(_stamp_line(ctx))}</td></tr>
 </table>""")
     parts.append("<h2>Custodian keys</h2><table><tr><th>Custodian</th><td><strong>Key id</strong> (SHA-256 of the public key)</td></tr>")
     parts += [f"<tr><th>{e(k.name)}</th><td><code>{kid}</code></td></tr>" for kid, k in sorted(ctx.keys.items())]
@@ -261,7 +274,7 @@ def report_pdf(ctx: Any) -> bytes:
          f"{len(ctx.plan)} file(s), {_human(sum(p['size'] for p in ctx.plan))}.", 9)
     pdf.ln(2)
     para(f"Verified at export: every file's SHA-256 matched the signed ingest record; all {len(ctx.entries)} custody "
-         f"records' signatures and inclusion proofs were checked against the checkpoint at log size {cp.size}. "
+         f"records' signatures and inclusion proofs were checked against the checkpoint at log size {cp.tree_size}. "
          "Repeat with `evidencelock verify-bundle` or by hand (VERIFY.md).", 9)
     pdf.ln(2)
     para("What this proves", 12, "B")
@@ -274,10 +287,10 @@ def report_pdf(ctx: Any) -> bytes:
     pdf.ln(2)
     para("The log checkpoint", 12, "B")
     kv("Log (origin)", cp.origin, mono)
-    kv("Size", f"{cp.size} records")
-    kv("Root hash", cp.root.hex(), mono)
+    kv("Size", f"{cp.tree_size} records")
+    kv("Root hash", cp.root_hash.hex(), mono)
     kv("Signed by", f"{ctx.checkpoint_signer.name} — key {ctx.checkpoint_signer.key_id}")
-    kv("Timestamp", f"{ctx.timestamp['time']} — {ctx.timestamp['tsa']}" if ctx.timestamp else "none")
+    kv("Timestamp", _stamp_line(ctx))
     pdf.ln(2)
     para("Custodian keys", 12, "B")
     for kid, k in sorted(ctx.keys.items()):
@@ -319,7 +332,9 @@ def certification_md(ctx: Any) -> str:
     rows = "\n".join(f"| `{p['path']}` | {p['size']} | `{p['sha256']}` | "
                      f"{', '.join('#' + str(s) for s in p['entries'])} |" for p in ctx.plan)
     ts = (f"The checkpoint was timestamped by {ctx.timestamp['tsa']} at {ctx.timestamp['time']} (RFC 3161 token "
-          "`evidence/timestamp.tsr`)." if ctx.timestamp else "No RFC 3161 timestamp is attached to the checkpoint.")
+          "`evidence/timestamp.tst` over `evidence/checkpoint-body.txt`)." if _verified_stamp(ctx)
+          else "An RFC 3161 token is attached to the checkpoint but was not verified (no TSA certificate chain)."
+          if ctx.timestamp else "No RFC 3161 timestamp is attached to the checkpoint.")
     first_times = {}
     for p in ctx.plan:
         seq = p["entries"][0]
@@ -356,7 +371,7 @@ I, ______________________ [name], declare:
    SHA-256 digest of every file was recomputed and compared with the digest in its signed
    ingest record; all matched. SHA-512 digests were computed at the same time for the BagIt
    manifests. The custody records' signatures and their inclusion in the log checkpoint of
-   size {cp.size} (root `{cp.root.hex()}`, log `{cp.origin}`) were verified. {ts}
+   size {cp.tree_size} (root `{cp.root_hash.hex()}`, log `{cp.origin}`) were verified. {ts}
 
 4. The files listed below are true duplicates of the original records as ingested: each has
    the same SHA-256 digest as recorded at ingest.

@@ -36,6 +36,9 @@ __all__ = [
     "request_token",
     "token_from_response",
     "verify_token",
+    "check_token_imprint",
+    "TsaChain",
+    "load_tsa_certificates",
     "MAX_RESPONSE_BYTES",
 ]
 
@@ -248,3 +251,56 @@ def verify_token(
         hash_algorithm=name,
         policy=info.policy.dotted_string,
     )
+
+
+def check_token_imprint(token_der: bytes, data: bytes, *, subject: str = "timestamp token") -> str:
+    """Check only that ``token_der`` stamps the hash of ``data``; return the algorithm name.
+
+    For a token whose TSA chain is not at hand: it proves which bytes the token is *about*,
+    not who signed it or when (the CMS signature is NOT checked).  Callers must say so.
+    """
+    if len(token_der) > MAX_RESPONSE_BYTES:
+        raise FormatError(f"timestamp token is {len(token_der)} bytes, over {MAX_RESPONSE_BYTES}", subject=subject)
+    imprint = _parse_response(_wrap_token(token_der), subject).tst_info.message_imprint
+    algorithm = imprint.hash_algorithm.dotted_string
+    if algorithm not in _HASHES:
+        raise ProofError(f"unsupported imprint hash algorithm {algorithm}", subject=subject)
+    name, hasher = _HASHES[algorithm]
+    expected, found = hasher(data).digest(), bytes(imprint.message)
+    if expected != found:
+        raise ProofError(f"message imprint mismatch ({name}): expected={expected.hex()} found={found.hex()}",
+                         subject=subject,
+                         hint="the token is for other data: the checkpoint or the token may have been swapped or modified")
+    return name
+
+
+@dataclass(frozen=True)
+class TsaChain:
+    """A TSA certificate with its chain (roots are the self-signed ones), from one PEM file."""
+
+    tsa_pem: bytes
+    roots_pem: tuple[bytes, ...]
+    intermediates_pem: tuple[bytes, ...]
+    pem: bytes  # the whole file, stored next to the token
+
+
+def load_tsa_certificates(pem: bytes, *, subject: str = "TSA certificate") -> TsaChain:
+    """Split a PEM file: the first certificate is the TSA's, self-signed ones are roots, others intermediates."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+    except ValueError as exc:
+        raise FormatError(f"not PEM certificates: {exc}", subject=subject) from None
+    if len(certs) < 2:
+        raise FormatError(
+            "the file must hold the TSA certificate followed by its CA certificate(s)",
+            subject=subject,
+            hint="e.g. cat tsa.crt ca.crt > tsa-chain.pem",
+        )
+    tsa, rest = certs[0], certs[1:]
+    roots = tuple(c.public_bytes(Encoding.PEM) for c in rest if c.issuer == c.subject)
+    inter = tuple(c.public_bytes(Encoding.PEM) for c in rest if c.issuer != c.subject)
+    if not roots:
+        raise FormatError("no self-signed root certificate among the CA certificates", subject=subject)
+    return TsaChain(tsa.public_bytes(Encoding.PEM), roots, inter, pem)

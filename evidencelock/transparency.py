@@ -248,37 +248,10 @@ class CheckpointResult:
         return bool(self.tsa) and not any(r.ok for r in self.tsa)
 
 
-@dataclass(frozen=True)
-class TsaChain:
-    """A TSA certificate with its chain (roots are the self-signed ones), from one PEM file."""
-
-    tsa_pem: bytes
-    roots_pem: tuple[bytes, ...]
-    intermediates_pem: tuple[bytes, ...]
-    pem: bytes  # the whole file, stored next to the token
-
-
-def load_tsa_certificates(pem: bytes, *, subject: str = "TSA certificate") -> TsaChain:
-    """Split a PEM file: the first certificate is the TSA's, self-signed ones are roots, others intermediates."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    try:
-        certs = x509.load_pem_x509_certificates(pem)
-    except ValueError as exc:
-        raise FormatError(f"not PEM certificates: {exc}", subject=subject) from None
-    if len(certs) < 2:
-        raise FormatError(
-            "the file must hold the TSA certificate followed by its CA certificate(s)",
-            subject=subject,
-            hint="e.g. cat tsa.crt ca.crt > tsa-chain.pem",
-        )
-    tsa, rest = certs[0], certs[1:]
-    roots = tuple(c.public_bytes(Encoding.PEM) for c in rest if c.issuer == c.subject)
-    inter = tuple(c.public_bytes(Encoding.PEM) for c in rest if c.issuer != c.subject)
-    if not roots:
-        raise FormatError("no self-signed root certificate among the CA certificates", subject=subject)
-    return TsaChain(tsa.public_bytes(Encoding.PEM), roots, inter, pem)
+# TsaChain and load_tsa_certificates live in the verification core (timestamp.py): a bundle
+# verifier needs them without a database.
+TsaChain = timestamp.TsaChain
+load_tsa_certificates = timestamp.load_tsa_certificates
 
 
 def _verify_with_chains(token: bytes, body: bytes, chains: Sequence[TsaChain], now: datetime) -> tuple[timestamp.TimestampInfo, TsaChain]:

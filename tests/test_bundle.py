@@ -17,7 +17,7 @@ from sqlalchemy import select
 from evidencelock import schema
 from evidencelock.bundle import export_bundle, verify_bundle
 from evidencelock.bundle._paths import NameAllocator, fold_key
-from evidencelock.bundle.note import Checkpoint, SignedNote
+from evidencelock.checkpoint import parse_note
 from evidencelock.errors import InputError
 from evidencelock.vault import Vault
 from test_bundle_support import PASSPHRASE, bag, exported, failed  # noqa: F401
@@ -40,7 +40,7 @@ def test_good_bundle_verifies_with_every_check(exported):
               "evidence-signature", "evidence-inclusion", "evidence-checkpoint-signature", "evidence-timestamp",
               "evidence-payload-covered", "evidence-bundle-signature"):
         assert n in names
-    assert r.timestamp and "Local Test TSA" in r.timestamp["tsa"]
+    assert r.timestamp and "Test TSA" in r.timestamp["tsa"]
     assert any("not pinned" in s for s in r.not_established)
     assert any("Who filmed" in s for s in r.not_established)
 
@@ -155,10 +155,11 @@ def test_external_checkpoint_consistency(exported):
 
 
 def test_checkpoint_is_a_c2sp_signed_note(exported):
-    note = SignedNote.from_bytes((exported["A"] / "evidence/checkpoint.txt").read_bytes())
-    cp = Checkpoint.from_text(note.text)
-    assert cp.size == exported["resA"].checkpoint_size
-    assert note.to_bytes() == (exported["A"] / "evidence/checkpoint.txt").read_bytes()
+    raw = (exported["A"] / "evidence/checkpoint.txt").read_bytes()
+    note = parse_note(raw)  # the one C2SP signed-note parser (evidencelock.checkpoint)
+    assert note.unverified_checkpoint.tree_size == exported["resA"].checkpoint_size
+    assert note.text().encode() == raw
+    assert note.unverified_body == (exported["A"] / "evidence/checkpoint-body.txt").read_bytes()
     assert note.signatures[0].line().startswith("\u2014 ")
 
 
@@ -190,3 +191,75 @@ def test_report_and_certification_are_generated_and_pinned(exported):
     assert "902(13)" in cert and "SHA-256" in cert and "DRAFT" in cert
     files = json.loads((a / "evidence/bundle.json").read_text())["files"]
     assert {"report.html", "report.pdf", "certification.md", "VERIFY.md", "evidence/metadata.json"} <= set(files)
+
+
+# -- timestamps: one format with transparency (docs/transparency.md §5, docs/bundle-format.md §4.6) ---------
+def test_export_tsa_checkpoint_is_recorded_and_stamps_the_note_body(exported):
+    """export --tsa goes through transparency.create_checkpoint: a checkpoints row + a signed entry."""
+    from evidencelock import timestamp, transparency
+
+    a = exported["A"]
+    note_text = (a / "evidence/checkpoint.txt").read_bytes()
+    body = (a / "evidence/checkpoint-body.txt").read_bytes()
+    v = Vault.open(exported["vault"])
+    try:
+        stored = [c for c in transparency.list_checkpoints(v) if c.note.encode() == note_text]
+        with v.ledger.reader() as conn:
+            recorded = [json.loads(r.canonical)["body"] for r in conn.execute(
+                select(schema.entries).where(schema.entries.c.type == "checkpoint")).all()]
+    finally:
+        v.close()
+    assert len(stored) == 1 and stored[0].tokens, "the bundle's checkpoint is stored with its token"
+    assert any(b.get("note_sha256") == hashlib.sha256(note_text).hexdigest() for b in recorded)
+    token = (a / "evidence/timestamp.tst").read_bytes()
+    assert token == __import__("base64").b64decode(stored[0].tokens[0]["token"])  # transparency's stored token
+    timestamp.check_token_imprint(token, body)  # over the body (§5), not the whole note
+    with pytest.raises(Exception, match="imprint mismatch"):
+        timestamp.check_token_imprint(token, note_text)
+
+
+def test_token_over_the_whole_note_is_rejected(bag, exported):
+    # The old bundle convention (stamp the signed note, not its body) must not verify.
+    from test_bundle_support import regen_tag_manifests
+
+    (bag / "evidence/timestamp.tst").write_bytes(exported["tsa"].token((bag / "evidence/checkpoint.txt").read_bytes()))
+    regen_tag_manifests(bag)
+    r = verify_bundle(bag)
+    assert any("imprint mismatch" in c.detail for c in failed(r, "evidence-timestamp"))
+
+
+def test_cli_export_with_tsa_then_verify(exported, tmp_path):
+    from tsa import serve
+
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(exported["tsa"].chain)
+    with serve(exported["tsa"].pki) as server:
+        out = tmp_path / "stamped.zip"
+        p = cli("--vault", exported["vault"], "export", "--case", "Case 7", "-o", out, "--no-report",
+                "--tsa", server.url, "--tsa-cert", chain, "--json")
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert json.loads(p.stdout)["timestamped"] is True and len(server.requests) == 1
+        # Without --tsa-cert the token is still included; verify-bundle checks its imprint only and says so.
+        bare = tmp_path / "bare"
+        p = cli("--vault", exported["vault"], "export", "--case", "Case 7", "-o", bare, "--no-report",
+                "--tsa", server.url, "--json")
+        assert p.returncode == 0, p.stdout + p.stderr
+    p = cli("verify-bundle", out, "--json")
+    data = json.loads(p.stdout)
+    assert p.returncode == 0 and data["ok"], data
+    assert any(c["name"] == "evidence-timestamp" and c["ok"] for c in data["checks"])
+    assert "Test TSA" in data["timestamp"]["tsa"]
+    r = verify_bundle(bare)
+    assert r.ok and r.timestamp is None and not (bare / "evidence/tsa-chain.pem").exists()
+    assert any("NOT verified" in c.detail for c in r.checks if c.name == "evidence-timestamp")
+    assert any("could not be verified" in s for s in r.not_established)
+
+
+def test_cli_export_with_a_tsa_that_is_down_exports_nothing(exported, tmp_path):
+    from tsa import serve
+
+    with serve(exported["tsa"].pki) as server:
+        server.mode = "error"
+        p = cli("--vault", exported["vault"], "export", "--case", "Case 7", "-o", tmp_path / "x", "--tsa", server.url)
+    assert p.returncode == 2 and "no timestamp authority answered" in p.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -14,15 +14,17 @@ import pytest
 
 from evidencelock.bundle import export_bundle, verify_bundle
 from evidencelock.ingest import ingest
+from evidencelock.timestamp import make_request, token_from_response
 from evidencelock.vault import Vault
+from tsa import make_pki, openssl_reply, serve
 
 PASSPHRASE = "correct horse battery staple"
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
 
 
 class Clock:
-    def __init__(self) -> None:
-        self.t = datetime(2014, 4, 30, 9, 0, 0, tzinfo=timezone.utc)
+    def __init__(self, start: datetime | None = None) -> None:
+        self.t = start or datetime(2014, 4, 30, 9, 0, 0, tzinfo=timezone.utc)
 
     def __call__(self) -> datetime:
         self.t += timedelta(seconds=1)
@@ -30,34 +32,15 @@ class Clock:
 
 
 class LocalTSA:
-    """A throwaway RFC 3161 authority made with the openssl binary."""
+    """The real local RFC 3161 authority of tests/tsa.py (``openssl ts -reply`` behind HTTP)."""
 
     def __init__(self, d: Path) -> None:
-        self.d = d
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "ts.cnf").write_text(
-            "[ tsa ]\ndefault_tsa = t\n[ t ]\nserial = ./serial\ncrypto_device = builtin\nsigner_digest = sha256\n"
-            "default_policy = 1.2.3.4.1\ndigests = sha256, sha512\naccuracy = secs:1\nordering = yes\ntsa_name = yes\n"
-            "ess_cert_id_chain = no\ness_cert_id_alg = sha256\n")
-        (d / "serial").write_text("01\n")
-        (d / "ext.cnf").write_text("extendedKeyUsage=critical,timeStamping\nkeyUsage=critical,digitalSignature\n"
-                                   "basicConstraints=CA:FALSE\n")
-        run = lambda *a: subprocess.run(a, cwd=d, check=True, capture_output=True)  # noqa: E731
-        run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
-            "-out", "ca.crt", "-subj", "/CN=Local Test TSA Root", "-days", "3650")
-        run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "tsa.key",
-            "-out", "tsa.csr", "-subj", "/CN=Local Test TSA")
-        run("openssl", "x509", "-req", "-in", "tsa.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "tsa.crt", "-days", "3650", "-extfile", "ext.cnf")
-        self.chain = (d / "tsa.crt").read_bytes() + (d / "ca.crt").read_bytes()
+        self.pki = make_pki(d)
+        self.chain = self.pki.tsa_cert.read_bytes() + self.pki.ca_cert.read_bytes()  # TSA cert first, root last
 
-    def __call__(self, data: bytes) -> tuple[bytes, bytes]:
-        (self.d / "data").write_bytes(data)
-        subprocess.run(["openssl", "ts", "-query", "-data", "data", "-sha256", "-cert", "-out", "req.tsq"], cwd=self.d,
-                       check=True, capture_output=True)
-        subprocess.run(["openssl", "ts", "-reply", "-config", "ts.cnf", "-queryfile", "req.tsq", "-signer", "tsa.crt",
-                        "-inkey", "tsa.key", "-out", "resp.tsr"], cwd=self.d, check=True, capture_output=True)
-        return (self.d / "resp.tsr").read_bytes(), self.chain
+    def token(self, data: bytes) -> bytes:
+        """A genuine token over ``data`` (for swapping into a bundle)."""
+        return token_from_response(openssl_reply(self.pki, make_request(data)))
 
 
 def make_case_files(root: Path) -> Path:
@@ -73,8 +56,8 @@ def make_case_files(root: Path) -> Path:
     return src
 
 
-def build_vault(root: Path) -> tuple[Vault, Clock]:
-    clock = Clock()
+def build_vault(root: Path, start: datetime | None = None) -> tuple[Vault, Clock]:
+    clock = Clock(start)
     v = Vault.init(root / "vault", custodian="Field Team A", passphrase=PASSPHRASE, now=clock())
     v.close()
     return Vault.open(root / "vault", writable=True), clock
@@ -110,7 +93,8 @@ def failed(report, name: str) -> list:
 def exported(tmp_path_factory):
     """A vault with one case, a timestamped folder bundle (A) and, after more ingest, a second bundle (B)."""
     root = tmp_path_factory.mktemp("bundles")
-    vault, clock = build_vault(root)
+    # The clock starts now: the TSA's token carries the real time, which must not be in the vault's future.
+    vault, clock = build_vault(root, datetime.now(timezone.utc).replace(microsecond=0))
     key = vault.unlock(PASSPHRASE)
     src = make_case_files(root)
     ingest(vault, [src], key=key, case="Case 7", now=clock, jobs=2)
@@ -119,7 +103,9 @@ def exported(tmp_path_factory):
     (root / "other" / "a" / "DATA.BIN").write_bytes(b"another file with the same name\n")
     ingest(vault, [root / "other"], key=key, case="Case 7", now=clock, extract_media=False)
     tsa = LocalTSA(root / "tsa")
-    a = export_bundle(vault, case="Case 7", out=root / "A", key=key, now=clock, timestamper=tsa)
+    with serve(tsa.pki) as server:
+        a = export_bundle(vault, case="Case 7", out=root / "A", key=key, now=clock, tsa_urls=[server.url],
+                          tsa_certificates=[tsa.chain])
     (root / "more").mkdir()
     (root / "more" / "later.txt").write_bytes(b"a later file\n")
     ingest(vault, [root / "more"], key=key, case="Case 7", now=clock, extract_media=False)

@@ -89,8 +89,7 @@ def test_edited_entry_fails_openssl_signature_check(bag):
 
 
 def test_swapped_timestamp_fails_openssl_ts_verify(bag, exported):
-    tsr, _ = exported["tsa"](b"another document\n")
-    (bag / "evidence/timestamp.tsr").write_bytes(tsr)
+    (bag / "evidence/timestamp.tst").write_bytes(exported["tsa"].token(b"another document\n"))
     regen_tag_manifests(bag)
     bad = failing(run_blocks(bag))
     assert any(b.startswith("openssl ts -verify") for b in bad)

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..entry import SignedEntry
 from ..keys import PublicKey
-from .note import Checkpoint
+from ..checkpoint import Checkpoint
 
 __all__ = ["Context", "human_files", "verify_md", "thumbnails"]
 
@@ -121,19 +121,25 @@ openssl pkeyutl -verify -pubin -inkey evidence/keys/{e.actor}.pem -rawin -in evi
 """
     ts = ""
     if ctx.timestamp:
+        chain = "evidence/tsa-chain.pem" if ctx.timestamp["verified"] else "TSA-CHAIN.pem"
+        said = (f"existed at {ctx.timestamp['time']} ({ctx.timestamp['tsa']})" if ctx.timestamp["verified"] else
+                "existed at the time written in the token. This bundle carries no TSA certificate chain: obtain "
+                "the authority's certificate and its CA certificate(s), `cat` them into `TSA-CHAIN.pem`, then")
         ts = f"""
 ## 6. The timestamp (RFC 3161)
 
-`evidence/timestamp.tsr` is a timestamp authority's signed statement that the exact bytes of
-`evidence/checkpoint.txt` existed at {ctx.timestamp['time']} ({ctx.timestamp['tsa']}).
+`evidence/timestamp.tst` is an RFC 3161 time-stamp token: a timestamp authority's signed
+statement that the exact bytes of `evidence/checkpoint-body.txt` (the checkpoint text, without
+its signature lines) {said}
 
 ```sh
-openssl ts -verify -data evidence/checkpoint.txt -in evidence/timestamp.tsr -CAfile evidence/tsa-chain.pem -untrusted evidence/tsa-chain.pem
+openssl ts -verify -token_in -in evidence/timestamp.tst -data evidence/checkpoint-body.txt -CAfile {chain} -untrusted {chain}
 ```
 
-It prints `Verification: OK`. The certificates come from the bundle: compare the root's
-fingerprint (`openssl x509 -in evidence/tsa-chain.pem -noout -fingerprint -sha256`) with the one
-the authority publishes before relying on the time.
+It prints `Verification: OK`. `openssl ts -reply -token_in -in evidence/timestamp.tst -text`
+shows the time and the authority. The certificates come from the bundle: compare the root's
+fingerprint (`openssl x509 -in {chain} -noout -fingerprint -sha256`, the last certificate in
+the file) with the one the authority publishes before relying on the time.
 """
     return f"""# How to verify this evidence bundle by hand
 
@@ -205,7 +211,7 @@ checkpoint they published) and compare.
 
 ## 4. The checkpoint is signed
 
-`evidence/checkpoint.txt` is a C2SP signed note: the log's origin, its size ({cp.size} entries) and
+`evidence/checkpoint.txt` is a C2SP signed note: the log's origin, its size ({cp.tree_size} entries) and
 its Merkle root hash, followed by a signature line. The signed text and the raw signature are
 also stored separately; the checkpoint was signed by key `{signer}`.
 

@@ -27,18 +27,21 @@ import re
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import merkle
+from .. import checkpoint as cp_mod
+from .. import merkle, timestamp
+from ..checkpoint import Checkpoint, SignedNote
 from ..entry import SignedEntry
-from ..errors import EvidenceLockError, FormatError, InputError
+from ..errors import EvidenceLockError, FormatError, InputError, SignatureError
 from ..keys import PublicKey, key_id_for, public_key_from_pem
 from ._paths import UnsafePath, check_bag_path
-from .note import Checkpoint, SignedNote
 from .source import BagSource, Limits, open_source
 
-__all__ = ["Check", "BundleReport", "verify_bundle", "BUNDLE_FORMAT", "BUNDLE_VERSION", "HASH_ALGORITHMS"]
+__all__ = ["Check", "BundleReport", "verify_bundle", "note_signer", "tsa_root_sha256", "BUNDLE_FORMAT",
+           "BUNDLE_VERSION", "HASH_ALGORITHMS"]
 
 BUNDLE_FORMAT = "evidencelock-bundle"
 BUNDLE_VERSION = 1
@@ -48,6 +51,36 @@ _LINE = re.compile(r"\A([0-9A-Fa-f]+)[ \t]+\*?(.+)\Z")
 _SEQ_FILE = re.compile(r"\Aevidence/entries/(0|[1-9][0-9]{0,18})\.(json|sig)\Z")
 _KEY_FILE = re.compile(r"\Aevidence/keys/([0-9a-f]{64})\.pem\Z")
 READ_CHUNK = 1 << 20
+# No clock given: a token's time is not compared with "now" (verify_token needs a bound).
+_NO_CLOCK = datetime(9999, 1, 1, tzinfo=timezone.utc)
+
+
+def note_signer(note: SignedNote, keys: Iterable[PublicKey], name: str) -> PublicKey:
+    """The key among ``keys`` whose signed-note signature under ``name`` verifies; else raise.
+
+    signed-note §Signatures: lines from unknown keys are ignored, a known key's line that does
+    not verify rejects the note (SignedNote.verify raises).  Returns the key so callers can
+    say who signed and pin it.
+    """
+    by_id = {}
+    for k in keys:
+        by_id[cp_mod.note_key_id(name, k.raw)] = k
+    for sig in note.signatures:
+        key = by_id.get(sig.key_id) if sig.name == name else None
+        if key is not None:
+            note.verify(name, key.raw)
+            return key
+    raise SignatureError(f"no signature by any known key under name {name!r}: found signers "
+                         f"{[(s.name, s.key_id.hex()) for s in note.signatures]}",
+                         hint="the checkpoint was signed by a key that is not enrolled in this bundle")
+
+
+def tsa_root_sha256(chain: timestamp.TsaChain) -> str:
+    """SHA-256 of the DER root certificate: what a reader compares with the TSA's published one."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return hashlib.sha256(x509.load_pem_x509_certificate(chain.roots_pem[0]).public_bytes(Encoding.DER)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -121,12 +154,14 @@ def verify_bundle(
     checkpoint: bytes | None = None,
     limits: Limits = Limits(),
     jobs: int | None = None,
+    now: datetime | None = None,
 ) -> BundleReport:
     """Verify the bundle at ``path`` (folder or zip); return every finding.
 
     ``trusted_keys``: public keys (or key ids) obtained independently; the bundle's checkpoint
     must be signed by one of them for the keys to count as pinned.  ``checkpoint``: a signed
     note obtained independently (e.g. published earlier); the bundle must prove it consistent.
+    ``now``: the current time, to refuse timestamp tokens from the future (None: not checked).
     Raises :class:`InputError` only when ``path`` is not a bag at all.
     """
     src = open_source(Path(path), limits)
@@ -135,7 +170,7 @@ def verify_bundle(
         computed = _check_bagit(src, report, jobs=jobs)
         if computed is None:
             return report
-        _check_evidence(src, report, computed, list(trusted_keys), checkpoint)
+        _check_evidence(src, report, computed, list(trusted_keys), checkpoint, now)
         return report
     finally:
         src.close()
@@ -359,7 +394,7 @@ def _hexbytes(value: Any, n: int = 32) -> bytes:
 
 
 def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, dict[str, str]],
-                    trusted: list[PublicKey | str], external_checkpoint: bytes | None) -> None:
+                    trusted: list[PublicKey | str], external_checkpoint: bytes | None, now: datetime | None) -> None:
     if "evidence/bundle.json" not in src.sizes:
         report.kind = "bagit-only"
         state = "valid" if report.bagit_ok else "INVALID"
@@ -500,18 +535,19 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
     signer: PublicKey | None = None
     all_keys = [k for k, _ in enrolled.values()] + [t for t in trusted if isinstance(t, PublicKey)]
     try:
-        note = SignedNote.from_bytes(src.read_small("evidence/checkpoint.txt", 1 << 16), subject="evidence/checkpoint.txt")
-        cp = Checkpoint.from_text(note.text, subject="evidence/checkpoint.txt")
-        if origin != cp.origin:
-            report.fail("evidence-checkpoint", f"origin mismatch: expected={origin!r} (bundle.json) found={cp.origin!r}",
+        note = cp_mod.parse_note(src.read_small("evidence/checkpoint.txt", cp_mod.MAX_NOTE_BYTES))
+        name = note.unverified_checkpoint.origin
+        if origin != name:
+            report.fail("evidence-checkpoint", f"origin mismatch: expected={origin!r} (bundle.json) found={name!r}",
                         "evidence/checkpoint.txt")
-        signer = note.verify(all_keys, name=cp.origin, subject="evidence/checkpoint.txt")
-        report.add("evidence-checkpoint-signature", True, f"checkpoint of {cp.origin} at tree size {cp.size}, root "
-                   f"{cp.root.hex()[:16]}…, signed by key {signer.key_id[:16]}… ({signer.name})", "evidence/checkpoint.txt")
-        report.checkpoint = {"origin": cp.origin, "size": cp.size, "root": cp.root.hex(), "signer": signer.key_id,
+        signer = note_signer(note, all_keys, name)
+        cp = note.verify(name, signer.raw)
+        report.add("evidence-checkpoint-signature", True, f"checkpoint of {cp.origin} at tree size {cp.tree_size}, root "
+                   f"{cp.root_hash.hex()[:16]}…, signed by key {signer.key_id[:16]}… ({signer.name})", "evidence/checkpoint.txt")
+        report.checkpoint = {"origin": cp.origin, "size": cp.tree_size, "root": cp.root_hash.hex(), "signer": signer.key_id,
                              "signer_name": signer.name}
-        sig = note.signature_for(cp.origin, signer)
-        for p, expected in (("evidence/checkpoint-body.txt", note.text), ("evidence/checkpoint.sig", sig.signature if sig else b"")):
+        sig = next(s for s in note.signatures if s.name == name and s.key_id == cp_mod.note_key_id(name, signer.raw))
+        for p, expected in (("evidence/checkpoint-body.txt", note.unverified_body), ("evidence/checkpoint.sig", sig.signature)):
             try:
                 if src.read_small(p, 1 << 16) != expected:
                     report.fail("evidence-checkpoint-files", "differs from the signed note in checkpoint.txt", p)
@@ -521,7 +557,7 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
         report.fail("evidence-checkpoint-signature", "missing", "evidence/checkpoint.txt")
     except EvidenceLockError as exc:
         report.fail("evidence-checkpoint-signature", str(exc), "evidence/checkpoint.txt")
-        signer = None
+        signer, cp = None, None
 
     # 5. Inclusion proofs (RFC 9162 §2.1.3.2) against that checkpoint.
     proofs = _json_file(src, "evidence/proofs.json", report, "evidence-inclusion")
@@ -531,8 +567,8 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
         except FormatError as exc:
             report.fail("evidence-inclusion", f"proofs.json root_hash: {exc}", "evidence/proofs.json")
             size, root = None, b""
-        if size != cp.size or root != cp.root:
-            report.fail("evidence-inclusion", f"proofs are for another tree: checkpoint size={cp.size} root={cp.root.hex()}, "
+        if size != cp.tree_size or root != cp.root_hash:
+            report.fail("evidence-inclusion", f"proofs are for another tree: checkpoint size={cp.tree_size} root={cp.root_hash.hex()}, "
                         f"proofs.json size={size} root={root.hex() if root else None}", "evidence/proofs.json")
         incl = proofs.get("inclusion") if isinstance(proofs.get("inclusion"), dict) else {}
         good = 0
@@ -542,32 +578,19 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
                 path = incl.get(str(seq))
                 if not isinstance(path, list):
                     raise FormatError("no inclusion proof for this entry")
-                merkle.verify_inclusion(s.leaf_hash, seq, cp.size, [_hexbytes(h) for h in path], cp.root)
+                merkle.verify_inclusion(s.leaf_hash, seq, cp.tree_size, [_hexbytes(h) for h in path], cp.root_hash)
                 good += 1
             except EvidenceLockError as exc:
                 report.fail("evidence-inclusion", str(exc), subject)
         if entries and good == len(entries):
             report.add("evidence-inclusion", True, f"all {good} entries are included in the checkpoint's tree "
-                       f"(RFC 9162 inclusion proofs, tree size {cp.size})")
+                       f"(RFC 9162 inclusion proofs, tree size {cp.tree_size})")
         _check_consistency(report, proofs, cp, external_checkpoint, all_keys)
     elif external_checkpoint is not None:
         report.fail("evidence-external-checkpoint", "cannot be compared: the bundle's own checkpoint or proofs are unusable")
 
-    # 6. Timestamp over the exact checkpoint bytes.
-    if "evidence/timestamp.tsr" in src.sizes:
-        from ._tsa import verify_timestamp
-
-        try:
-            info = verify_timestamp(src.read_small("evidence/timestamp.tsr", 1 << 20),
-                                    src.read_small("evidence/tsa-chain.pem", 1 << 20),
-                                    src.read_small("evidence/checkpoint.txt", 1 << 16))
-            report.timestamp = {"time": info.gen_time.isoformat(), "tsa": info.tsa, "root_sha256": info.root_fingerprint}
-            report.add("evidence-timestamp", True, f"RFC 3161 token: the checkpoint existed at {info.gen_time.isoformat()} "
-                       f"according to {info.tsa}", "evidence/timestamp.tsr")
-        except KeyError as exc:
-            report.fail("evidence-timestamp", f"missing {exc}", "evidence/tsa-chain.pem")
-        except (EvidenceLockError, OSError) as exc:
-            report.fail("evidence-timestamp", str(exc), "evidence/timestamp.tsr")
+    # 6. Timestamp (§4.6): an RFC 3161 token over the checkpoint *body* (docs/transparency.md §5).
+    _check_timestamp(src, report, cp, note, now)
 
     # 7. Payload coverage: each payload file's recomputed SHA-256 and size match an ingest entry.
     ingests: dict[str, list[SignedEntry]] = {}
@@ -612,32 +635,66 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
     _conclude(report, trusted, signer, cp, entries, enrolled, external_checkpoint)
 
 
+def _check_timestamp(src: BagSource, report: BundleReport, cp: Checkpoint | None, note: SignedNote | None,
+                     now: datetime | None) -> None:
+    name, tst, pem = "evidence-timestamp", "evidence/timestamp.tst", "evidence/tsa-chain.pem"
+    if tst not in src.sizes:
+        if pem in src.sizes:
+            report.fail(name, "a TSA certificate chain without a timestamp token", pem)
+        return
+    if cp is None or note is None:
+        report.fail(name, "cannot be checked: the checkpoint it stamps is unusable (see above)", tst)
+        return
+    body = note.unverified_body  # verified above (cp is not None only then)
+    try:
+        token = src.read_small(tst, timestamp.MAX_RESPONSE_BYTES)
+        if pem not in src.sizes:
+            # A token without its chain: we can say which bytes it is about, not who signed it or when.
+            timestamp.check_token_imprint(token, body, subject=tst)
+            report.add(name, True, "an RFC 3161 token stamps this checkpoint's body, but the bundle carries no TSA "
+                       "certificate chain: its signature and time were NOT verified", tst)
+            report.not_established.append("When the log existed: the timestamp token could not be verified (no TSA "
+                                          "certificate chain in the bundle); obtain the TSA's certificates and check "
+                                          "it with `openssl ts -verify` (VERIFY.md §6).")
+            return
+        chain = timestamp.load_tsa_certificates(src.read_small(pem, 1 << 20), subject=pem)
+        info = timestamp.verify_token(token, body, tsa_certificate_pem=chain.tsa_pem, root_certificates_pem=chain.roots_pem,
+                                      intermediate_certificates_pem=chain.intermediates_pem, now=now or _NO_CLOCK)
+    except (EvidenceLockError, OSError, ValueError) as exc:
+        report.fail(name, str(exc), tst)
+        return
+    when = info.time.isoformat()
+    report.timestamp = {"time": when, "tsa": info.tsa_name, "root_sha256": tsa_root_sha256(chain)}
+    report.add(name, True, f"RFC 3161 token: the checkpoint existed at {when} according to {info.tsa_name} "
+               f"(certificate chain from the bundle)", tst)
+
+
 def _check_consistency(report: BundleReport, proofs: Mapping[str, Any], cp: Checkpoint, external: bytes | None,
                        keys: list[PublicKey]) -> None:
     if external is None:
         return
     name = "evidence-external-checkpoint"
     try:
-        note = SignedNote.from_bytes(external, subject="--checkpoint")
-        other = Checkpoint.from_text(note.text, subject="--checkpoint")
-        if other.origin != cp.origin:
-            raise FormatError(f"origin mismatch: expected={cp.origin!r} found={other.origin!r}")
-        who = note.verify(keys, name=other.origin, subject="--checkpoint")
-        if other.size > cp.size:
-            raise FormatError(f"the given checkpoint (size {other.size}) is newer than the bundle's (size {cp.size}); "
+        note = cp_mod.parse_note(external)
+        if note.unverified_checkpoint.origin != cp.origin:
+            raise FormatError(f"origin mismatch: expected={cp.origin!r} found={note.unverified_checkpoint.origin!r}")
+        who = note_signer(note, keys, cp.origin)
+        other = note.verify(cp.origin, who.raw)
+        if other.tree_size > cp.tree_size:
+            raise FormatError(f"the given checkpoint (size {other.tree_size}) is newer than the bundle's (size {cp.tree_size}); "
                               "ask the custodian for a consistency proof between them")
-        if other.size == cp.size:
-            merkle.verify_consistency(cp.size, cp.size, [], other.root, cp.root)
+        if other.tree_size == cp.tree_size:
+            merkle.verify_consistency(cp.tree_size, cp.tree_size, [], other.root_hash, cp.root_hash)
         else:
             found = None
             for c in proofs.get("consistency", []) if isinstance(proofs.get("consistency"), list) else []:
-                if isinstance(c, dict) and c.get("from_size") == other.size:
+                if isinstance(c, dict) and c.get("from_size") == other.tree_size:
                     found = c
             if found is None:
-                raise FormatError(f"the bundle carries no consistency proof from size {other.size}")
-            merkle.verify_consistency(other.size, cp.size, [_hexbytes(h) for h in found.get("proof", [])], other.root, cp.root)
-        report.add(name, True, f"the given checkpoint (size {other.size}, signed by {who.key_id[:16]}…) is consistent with the "
-                   f"bundle's (size {cp.size}): the log was only appended to in between", "--checkpoint")
+                raise FormatError(f"the bundle carries no consistency proof from size {other.tree_size}")
+            merkle.verify_consistency(other.tree_size, cp.tree_size, [_hexbytes(h) for h in found.get("proof", [])], other.root_hash, cp.root_hash)
+        report.add(name, True, f"the given checkpoint (size {other.tree_size}, signed by {who.key_id[:16]}…) is consistent with the "
+                   f"bundle's (size {cp.tree_size}): the log was only appended to in between", "--checkpoint")
     except EvidenceLockError as exc:
         report.fail(name, str(exc), "--checkpoint")
 
@@ -682,7 +739,7 @@ def _signed_by_structure(p: str) -> bool:
     """Tag files whose integrity the evidence checks establish directly (not via bundle.json)."""
     return (p in ("bagit.txt", "bag-info.txt", "evidence/bundle.json", "evidence/bundle.json.sig", "evidence/entries.jsonl",
                   "evidence/proofs.json", "evidence/checkpoint.txt", "evidence/checkpoint-body.txt", "evidence/checkpoint.sig",
-                  "evidence/timestamp.tsr", "evidence/tsa-chain.pem")
+                  "evidence/timestamp.tst", "evidence/tsa-chain.pem")
             or bool(_MANIFEST.match(p)) or bool(_SEQ_FILE.match(p)) or bool(_KEY_FILE.match(p)))
 
 
@@ -728,7 +785,7 @@ def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: Publ
                                       f"{first['custodian'] or first['actor'][:16]} (key {first['actor'][:16]}…), entry {first['seq']}.")
     if cp is not None and signer is not None:
         report.established.append(f"All {len(entries)} custody entries are part of log {cp.origin} as committed by the "
-                                  f"checkpoint at tree size {cp.size} (root {cp.root.hex()[:16]}…) signed by key "
+                                  f"checkpoint at tree size {cp.tree_size} (root {cp.root_hash.hex()[:16]}…) signed by key "
                                   f"{signer.key_id[:16]}… ({signer.name}); none of them can have been rewritten without "
                                   "changing that checkpoint.")
     if report.timestamp:
@@ -737,7 +794,7 @@ def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: Publ
         report.not_established.append(f"The TSA certificate chain came from the bundle (root SHA-256 "
                                       f"{report.timestamp['root_sha256'][:16]}…): compare it with the authority's "
                                       "published certificate before relying on the time.")
-    else:
+    elif not any(c.name == "evidence-timestamp" for c in report.checks):
         report.not_established.append("When the log existed: the checkpoint carries no RFC 3161 timestamp; the times in "
                                       "the entries are the custodians' own statements.")
     if not trusted:

@@ -34,20 +34,19 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
-from .. import merkle, schema, treestore
+from .. import checkpoint as cp_mod
+from .. import merkle, schema, timestamp, transparency, treestore
 from ..entry import SignedEntry
 from ..errors import DigestMismatch, EvidenceLockError, InputError, StorageError
 from ..keys import CustodianKey, PublicKey
+from ..store import _fsync_dir, _syncfs  # one syncfs(2) helper for the whole package
 from ..vault import Vault
 from ._paths import NameAllocator
-from .note import Checkpoint, SignedNote, sign_checkpoint
-from .verify import BUNDLE_FORMAT, BUNDLE_VERSION
+from .verify import BUNDLE_FORMAT, BUNDLE_VERSION, note_signer, tsa_root_sha256
 
-__all__ = ["export_bundle", "ExportResult", "Timestamper"]
+__all__ = ["export_bundle", "ExportResult"]
 
 CHUNK = 1 << 20
-# (note bytes) -> (DER TimeStampResp, PEM chain), or None when no TSA is reachable.
-Timestamper = Callable[[bytes], "tuple[bytes, bytes] | None"]
 
 
 @dataclass(frozen=True)
@@ -77,14 +76,6 @@ def _software() -> str:
         return "evidencelock"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write(path: Path, data: bytes) -> None:
     """Write a new file; durability comes from one :func:`_make_durable` over the whole bag."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,34 +88,17 @@ def _write(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def _load_syncfs():
-    try:
-        import ctypes
-        import ctypes.util
-
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).syncfs
-        fn.argtypes = [ctypes.c_int]
-        return fn
-    except (OSError, AttributeError):
-        return None
-
-
-_SYNCFS = _load_syncfs()
-
-
 def _make_durable(root: Path) -> None:
     """Every file and folder under ``root`` on stable storage before the export is recorded.
 
     One syncfs(2) of the file system (Linux) costs about what `sync` after `cp -r` costs; a
     per-file fsync would serialise on the journal.  Elsewhere: fsync each file and folder.
     """
-    if _SYNCFS is not None:
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            if _SYNCFS(fd) == 0:
-                return
-        finally:
-            os.close(fd)
+    try:
+        _syncfs(root)
+        return
+    except (OSError, TypeError):  # TypeError: no syncfs(2) here (store._SYNCFS is None)
+        pass
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
             fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
@@ -199,68 +173,94 @@ def _load_entries(vault: Vault, case: str, items: list[str]) -> dict[int, Signed
     return out
 
 
-def _stored_timestamp(raw_json: str, note: bytes) -> tuple[bytes, bytes] | None:
-    """A token the transparency module stored for this note, if we can recognise and verify it."""
-    from ._tsa import verify_timestamp
+@dataclass(frozen=True)
+class _Stamp:
+    """A stored RFC 3161 token over the checkpoint body (docs/transparency.md §5), checked here."""
 
-    try:
-        stamps = json.loads(raw_json or "[]")
-    except ValueError:
-        return None
-    for st in stamps if isinstance(stamps, list) else []:
-        if not isinstance(st, dict):
-            continue
-        token = next((st[k] for k in ("response", "tsr", "token") if isinstance(st.get(k), str)), None)
-        chain = next((st[k] for k in ("chain", "tsa_chain", "chain_pem", "certs") if isinstance(st.get(k), str)), None)
-        if not token or not chain:
-            continue
+    token: bytes  # DER TimeStampToken, as transparency stores it
+    chain: timestamp.TsaChain | None  # None: no chain was given when the token was obtained
+    info: timestamp.TimestampInfo | None  # set when the chain verified the token
+
+
+def _pick_stamp(stored: transparency.StoredCheckpoint, body: bytes, now: datetime) -> _Stamp | None:
+    """The first stored token that fully verifies with its stored chain; else one that at least
+    stamps this body (imprint only, reported as unverified); else None."""
+    fallback: _Stamp | None = None
+    for record in stored.tokens:
         try:
-            der = base64.b64decode(token)
-            verify_timestamp(der, chain.encode(), note)
-            return der, chain.encode()
-        except (EvidenceLockError, ValueError):
-            continue
-    return None
+            token = base64.b64decode(str(record["token"]), validate=True)
+            chain_text = record.get("chain")
+            if isinstance(chain_text, str):
+                chain = timestamp.load_tsa_certificates(chain_text.encode("ascii"))
+                info = timestamp.verify_token(token, body, tsa_certificate_pem=chain.tsa_pem,
+                                              root_certificates_pem=chain.roots_pem,
+                                              intermediate_certificates_pem=chain.intermediates_pem, now=now)
+                return _Stamp(token, chain, info)
+            if fallback is None:
+                timestamp.check_token_imprint(token, body)
+                fallback = _Stamp(token, None, None)
+        except (EvidenceLockError, ValueError, UnicodeEncodeError):
+            continue  # check_checkpoints reports a bad stored token; the bundle just does not use it
+    return fallback
 
 
-def _choose_checkpoint(vault: Vault, key: CustodianKey, keys: list[PublicKey], need_size: int, now: datetime,
-                       timestamper: Timestamper | None) -> tuple[SignedNote, Checkpoint, tuple[bytes, bytes] | None, bool, list[tuple[int, bytes]]]:
-    """The newest stored checkpoint that covers the exported entries and verifies; else a new one."""
-    origin = vault.config.origin
-    earlier: list[tuple[int, bytes]] = []
+@dataclass(frozen=True)
+class _Chosen:
+    stored: transparency.StoredCheckpoint
+    note: cp_mod.SignedNote
+    checkpoint: cp_mod.Checkpoint
+    signer: PublicKey
+    created: bool
+    earlier: list[tuple[int, bytes]]  # (size, root) of older verified checkpoints: consistency proofs
+
+
+def _verified_checkpoints(vault: Vault, raw_keys: list[bytes]) -> list[tuple[transparency.StoredCheckpoint, cp_mod.SignedNote, cp_mod.Checkpoint]]:
+    """Stored checkpoints that verify and agree with the tree, newest (largest) first."""
+    out = []
     with vault.ledger.reader() as conn:
-        rows = conn.execute(select(schema.checkpoints).order_by(schema.checkpoints.c.tree_size.desc(),
-                                                                schema.checkpoints.c.id.desc())).all()
         size_now = treestore.tree_size(conn)
-        chosen = None
-        for r in rows:
+        for stored in sorted(transparency.list_checkpoints(vault), key=lambda c: (c.tree_size, c.id), reverse=True):
             try:
-                note = SignedNote.from_bytes(r.note.encode("utf-8"))
-                cp = Checkpoint.from_text(note.text)
-                note.verify(keys, name=cp.origin)
-                if cp.origin != origin or cp.root != treestore.root_at(conn, cp.size):
-                    continue
+                note, head = transparency.verified_note(stored.note_with_cosignatures(), vault.config.origin, raw_keys)
             except EvidenceLockError:
-                continue
-            if chosen is None and cp.size >= need_size:
-                chosen = (note, cp, _stored_timestamp(r.timestamps_json, r.note.encode("utf-8")))
-            elif chosen is not None and cp.size < chosen[1].size:
-                earlier.append((cp.size, cp.root))
-        if chosen is not None:
-            return chosen[0], chosen[1], chosen[2], False, earlier
-        cp = Checkpoint(origin, size_now, treestore.root_at(conn, size_now))
-    note = sign_checkpoint(cp, origin, key.public.raw, key.sign)
-    stamp = timestamper(note.to_bytes()) if timestamper else None
-    from ..entry import format_time
+                continue  # `verify`/`audit` report it; a bundle is proven against a good one only
+            if head.tree_size <= size_now and head.root_hash == treestore.root_at(conn, head.tree_size):
+                out.append((stored, note, head))
+    return out
 
-    with vault.ledger.engine.begin() as conn:
-        conn.execute(schema.checkpoints.insert().values(
-            tree_size=cp.size, root_hash=cp.root.hex(), note=note.to_bytes().decode("utf-8"), created=format_time(now),
-            timestamps_json=json.dumps([{"tsa": "export", "response": base64.b64encode(stamp[0]).decode(),
-                                         "chain": stamp[1].decode()}] if stamp else []),
-            cosignatures_json="[]"))
-    earlier = [(r.tree_size, bytes.fromhex(r.root_hash)) for r in rows if 0 < r.tree_size < cp.size]
-    return note, cp, stamp, True, earlier
+
+def _choose_checkpoint(vault: Vault, key: CustodianKey, keys: dict[str, PublicKey], need_size: int, now: datetime, *,
+                       tsa_urls: Sequence[str], tsa_certificates: Sequence[bytes], tsa_timeout: float) -> _Chosen:
+    """The checkpoint the bundle is proven against (docs/bundle-format.md §4.4).
+
+    With ``tsa_urls``: a new checkpoint, timestamped now.  Otherwise the newest stored one
+    that covers the exported entries, verifies and agrees with the tree; else a new one.
+    New checkpoints are made by :func:`transparency.create_checkpoint`, so they are stored and
+    recorded by a signed ``checkpoint`` entry exactly as ``evidencelock checkpoint`` does.
+    """
+    raw_keys = [k.raw for k in keys.values()]
+    created = True
+    if tsa_urls:
+        result = transparency.create_checkpoint(vault, key, now=now, tsa_urls=tsa_urls, tsa_timeout=tsa_timeout,
+                                                tsa_certificates=tsa_certificates)
+        if result.tsa_all_failed:
+            raise StorageError("no timestamp authority answered: " + "; ".join(f"{r.url}: {r.error}" for r in result.tsa),
+                               subject=result.checkpoint.describe(),
+                               hint="nothing was exported (the checkpoint was recorded without a timestamp); "
+                                    "try again later, use another --tsa, or export without --tsa")
+        chosen_id = result.checkpoint.id
+    else:
+        covering = [v for v in _verified_checkpoints(vault, raw_keys) if v[2].tree_size >= need_size]
+        created = not covering
+        chosen_id = covering[0][0].id if covering else transparency.create_checkpoint(vault, key, now=now).checkpoint.id
+    verified = _verified_checkpoints(vault, raw_keys)
+    pick = next((v for v in verified if v[0].id == chosen_id), None)
+    if pick is None:
+        raise StorageError(f"checkpoint #{chosen_id} does not verify against the ledger",
+                           hint="run `evidencelock verify`; nothing was exported")
+    stored, note, head = pick
+    return _Chosen(stored, note, head, note_signer(note, list(keys.values()), head.origin), created,
+                   [(v[2].tree_size, v[2].root_hash) for v in verified if 0 < v[2].tree_size < head.tree_size])
 
 
 def export_bundle(
@@ -271,11 +271,19 @@ def export_bundle(
     key: CustodianKey,
     now: Callable[[], datetime],
     items: Sequence[str] | None = None,
-    timestamper: Timestamper | None = None,
+    tsa_urls: Sequence[str] = (),
+    tsa_certificates: Sequence[bytes] = (),
+    tsa_timeout: float = 30.0,
     jobs: int | None = None,
     report: bool = True,
 ) -> ExportResult:
-    """Write the evidence bundle for ``case`` (or the given ``items`` of it) to ``out``."""
+    """Write the evidence bundle for ``case`` (or the given ``items`` of it) to ``out``.
+
+    ``tsa_urls``: timestamp a new checkpoint for this bundle (transparency.create_checkpoint);
+    ``tsa_certificates``: PEM files (TSA certificate + CA chain) that verify the token and are
+    put in the bundle so a reader can check it.  Raises :class:`StorageError` (nothing
+    exported) if every TSA fails.
+    """
     import time
 
     from . import handbook
@@ -294,17 +302,20 @@ def export_bundle(
     if key.key_id not in keys:
         raise InputError("the exporting custodian's key is not enrolled in this vault")
     created = now()
-    note, cp, stamp, cp_created, earlier = _choose_checkpoint(vault, key, list(keys.values()), max(entries) + 1, created,
-                                                              timestamper)
+    chosen = _choose_checkpoint(vault, key, keys, max(entries) + 1, created, tsa_urls=tsa_urls,
+                                tsa_certificates=tsa_certificates, tsa_timeout=tsa_timeout)
+    cp, note, signer, earlier = chosen.checkpoint, chosen.note, chosen.signer, chosen.earlier
+    body = note.unverified_body  # verified: _choose_checkpoint checked the signature
+    stamp = _pick_stamp(chosen.stored, body, created)
     with vault.ledger.reader() as conn:
-        proofs = {seq: treestore.inclusion_proof_at(conn, seq, cp.size) for seq in sorted(entries)}
+        proofs = {seq: treestore.inclusion_proof_at(conn, seq, cp.tree_size) for seq in sorted(entries)}
         consistency = [{"from_size": s, "from_root": r.hex(),
-                        "proof": [h.hex() for h in treestore.consistency_proof_at(conn, s, cp.size)]} for s, r in earlier]
+                        "proof": [h.hex() for h in treestore.consistency_proof_at(conn, s, cp.tree_size)]} for s, r in earlier]
         item_rows = {r.sha256: r for r in conn.execute(select(schema.items).where(schema.items.c.sha256.in_(sha_items))).all()}
     # Check what we are about to certify, with the same core the verifier uses.
     for seq, s in entries.items():
         s.verify_signature(keys[s.entry.actor]) if s.entry.actor in keys else None
-        merkle.verify_inclusion(s.leaf_hash, seq, cp.size, proofs[seq], cp.root)
+        merkle.verify_inclusion(s.leaf_hash, seq, cp.tree_size, proofs[seq], cp.root_hash)
 
     # Names: the first ingest of each item in this case names it.
     ingest_of: dict[str, list[SignedEntry]] = {}
@@ -342,17 +353,19 @@ def export_bundle(
             _write(ev / "entries" / f"{seq}.json", s.canonical)
             _write(ev / "entries" / f"{seq}.sig", s.signature)
         _write(ev / "entries.jsonl", ("\n".join(lines) + "\n").encode())
-        _write(ev / "proofs.json", json.dumps({"tree_size": cp.size, "root_hash": cp.root.hex(),
+        _write(ev / "proofs.json", json.dumps({"tree_size": cp.tree_size, "root_hash": cp.root_hash.hex(),
                                                "inclusion": {str(k): [h.hex() for h in v] for k, v in proofs.items()},
                                                "consistency": consistency}, indent=1, sort_keys=True).encode())
-        signer = note.verify(list(keys.values()), name=cp.origin)
-        sig = note.signature_for(cp.origin, signer)
-        _write(ev / "checkpoint.txt", note.to_bytes())
-        _write(ev / "checkpoint-body.txt", note.text)
-        _write(ev / "checkpoint.sig", sig.signature if sig else b"")
-        if stamp is not None:
-            _write(ev / "timestamp.tsr", stamp[0])
-            _write(ev / "tsa-chain.pem", stamp[1])
+        # §4.4: the note with every witness cosignature; the body and the log's raw signature for openssl.
+        sig = next(s for s in note.signatures
+                   if s.name == cp.origin and s.key_id == cp_mod.note_key_id(cp.origin, signer.raw))
+        _write(ev / "checkpoint.txt", note.text().encode("utf-8"))
+        _write(ev / "checkpoint-body.txt", body)
+        _write(ev / "checkpoint.sig", sig.signature)
+        if stamp is not None:  # §4.6: the token as transparency stores it, over the note body
+            _write(ev / "timestamp.tst", stamp.token)
+            if stamp.chain is not None:
+                _write(ev / "tsa-chain.pem", stamp.chain.pem)
         enrolled_here = {s.entry.body["key_id"] for s in entries.values() if s.entry.type == "key-enroll"}
         for kid in sorted(enrolled_here):
             _write(ev / "keys" / f"{kid}.pem", keys[kid].to_pem())
@@ -368,9 +381,9 @@ def export_bundle(
                                                  "items": media}, indent=1, sort_keys=True, ensure_ascii=False).encode())
         ctx = handbook.Context(
             case=case, origin=cp.origin, created=_fmt(created), software=_software(), exporter=key.key_id,
-            exporter_name=key.name, checkpoint=cp, checkpoint_signer=signer, timestamp=_stamp_info(stamp, note),
+            exporter_name=key.name, checkpoint=cp, checkpoint_signer=signer, timestamp=_stamp_info(stamp),
             plan=plan, entries=entries, keys={k: keys[k] for k in enrolled_here}, media=media, bag=tmp,
-            checkpoint_created=cp_created)
+            checkpoint_created=chosen.created)
         files: dict[str, str] = {}
         for name, data in handbook.human_files(ctx, with_report=report).items():
             _write(tmp / name, data)
@@ -379,7 +392,7 @@ def export_bundle(
         bundle_json = json.dumps({
             "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "origin": cp.origin, "case": case,
             "created": _fmt(created), "software": _software(), "exporter": key.key_id,
-            "checkpoint": {"size": cp.size, "root": cp.root.hex(), "file": "evidence/checkpoint.txt"},
+            "checkpoint": {"size": cp.tree_size, "root": cp.root_hash.hex(), "file": "evidence/checkpoint.txt"},
             "items": [{k: p[k] for k in ("path", "sha256", "sha512", "size", "original_names", "entries")} for p in plan],
             "files": files,
         }, indent=1, sort_keys=True, ensure_ascii=False).encode()
@@ -412,8 +425,8 @@ def export_bundle(
         signed = vault.append(key, now=created, type="export", case=case, body={
             "items": sha_items,
             "bundle": {"name": out.name, "format": f"{BUNDLE_FORMAT}/{BUNDLE_VERSION}", "tagmanifest_sha256": tagmanifest_sha256,
-                       "payload_oxum": f"{total}.{len(plan)}", "checkpoint_size": cp.size,
-                       "checkpoint_root": cp.root.hex()},
+                       "payload_oxum": f"{total}.{len(plan)}", "checkpoint_size": cp.tree_size,
+                       "checkpoint_root": cp.root_hash.hex()},
         })
         assert signed is not None
         if out.exists():
@@ -429,7 +442,7 @@ def export_bundle(
             if zip_tmp is not None:
                 zip_tmp.unlink(missing_ok=True)
         raise
-    return ExportResult(out, case, len(plan), total, len(entries), cp.size, cp_created, stamp is not None,
+    return ExportResult(out, case, len(plan), total, len(entries), cp.tree_size, chosen.created, stamp is not None,
                         signed.entry.seq, tagmanifest_sha256, copy_seconds)
 
 
@@ -463,10 +476,12 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _stamp_info(stamp: tuple[bytes, bytes] | None, note: SignedNote) -> dict[str, Any] | None:
+def _stamp_info(stamp: _Stamp | None) -> dict[str, Any] | None:
+    """What the report says about the timestamp; ``verified`` is False for a token without a chain."""
     if stamp is None:
         return None
-    from ._tsa import verify_timestamp
+    if stamp.info is None or stamp.chain is None:
+        return {"verified": False, "time": "", "tsa": "unknown (no TSA certificate chain was given)", "root_sha256": ""}
+    return {"verified": True, "time": stamp.info.time.isoformat(), "tsa": stamp.info.tsa_name,
+            "root_sha256": tsa_root_sha256(stamp.chain)}
 
-    info = verify_timestamp(stamp[0], stamp[1], note.to_bytes())
-    return {"time": info.gen_time.isoformat(), "tsa": info.tsa, "root_sha256": info.root_fingerprint}

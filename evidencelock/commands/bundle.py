@@ -24,25 +24,44 @@ def register(cli: click.Group) -> None:
               help="Bundle to write: a new folder, or a .zip file.")
 @click.option("--custodian", default=None, help="Sign the export as this custodian (name or key id).")
 @click.option("--no-report", is_flag=True, help="Skip report.html / report.pdf (VERIFY.md and certification are kept).")
+@click.option("--tsa", "tsa_urls", multiple=True, metavar="URL",
+              help="Timestamp a new checkpoint for this bundle with this RFC 3161 authority (repeatable).")
+@click.option("--tsa-cert", "tsa_certs", multiple=True, type=click.Path(dir_okay=False, path_type=Path), metavar="PEM",
+              help="TSA certificate followed by its CA chain: verifies the token and goes into the bundle so readers "
+                   "can check it (repeatable, one file per TSA).")
+@click.option("--tsa-timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for each TSA.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, help="Files copied in parallel.")
 @json_option
 @click.pass_context
 @handle_errors
 def export(ctx: click.Context, case: str, items: tuple[str, ...], output: Path, custodian: str | None,
-           no_report: bool, jobs: int | None, as_json: bool) -> None:
-    """Write an evidence bundle (BagIt bag + custody evidence) and record the export."""
+           no_report: bool, tsa_urls: tuple[str, ...], tsa_certs: tuple[Path, ...], tsa_timeout: float,
+           jobs: int | None, as_json: bool) -> None:
+    """Write an evidence bundle (BagIt bag + custody evidence) and record the export.
+
+    With --tsa, a new checkpoint is signed, timestamped and recorded (as `evidencelock
+    checkpoint --tsa` does) and the bundle is proven against it; if every TSA fails nothing
+    is exported (exit 2).
+    """
     from ..bundle.writer import export_bundle
 
+    certs = []
+    for p in tsa_certs:
+        try:
+            certs.append(p.read_bytes())
+        except OSError as exc:
+            raise InputError(f"cannot read the TSA certificate: {exc.strerror}", subject=str(p)) from None
     with c.open_vault(ctx, writable=True) as vault:
         key = vault.unlock(c.get_passphrase(), custodian)
         result = export_bundle(vault, case=case, out=output, key=key, now=c.utc_now, items=list(items) or None,
+                               tsa_urls=tsa_urls, tsa_certificates=certs, tsa_timeout=tsa_timeout,
                                jobs=jobs, report=not no_report)
     if as_json:
         emit_json({"ok": True, **result.to_json()})
         return
     out.print(f"Exported case [bold]{escape(case)}[/]: {result.items} items ({c.human_size(result.payload_bytes)}), "
               f"{result.entries} custody entries, checkpoint at size {result.checkpoint_size}"
-              f"{' (signed now)' if result.checkpoint_created else ''} → [bold]{escape(str(result.path))}[/]")
+              f"{' (signed now)' if result.checkpoint_created else ''}{', timestamped' if result.timestamped else ''} → [bold]{escape(str(result.path))}[/]")
     out.print(f"Recorded as export entry {result.export_seq} (tag manifest sha256 {result.tagmanifest_sha256[:16]}…).")
 
 
@@ -78,7 +97,7 @@ def verify_bundle_cmd(bundle: Path, trusted: tuple[str, ...], checkpoint: Path |
             cp_bytes = checkpoint.read_bytes()[: 1 << 16]
         except OSError as exc:
             raise InputError(f"cannot read the checkpoint: {exc.strerror}", subject=str(checkpoint)) from None
-    report = verify_bundle(bundle, trusted_keys=keys, checkpoint=cp_bytes, jobs=jobs)
+    report = verify_bundle(bundle, trusted_keys=keys, checkpoint=cp_bytes, jobs=jobs, now=c.utc_now())
     if as_json:
         emit_json(report.to_json())
     else:

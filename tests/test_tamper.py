@@ -285,7 +285,6 @@ def test_delete_last_row(built: Built) -> None:
     seq = last_seq(built.db)
     canonical, _ = read_row(built.db, seq)
     sha = json.loads(canonical)["body"]["item"]
-    assert sum(1 for s in built.seq_of.values() if s == seq) == 1 or sha not in built.seq_of or True
     with sqlite3.connect(built.db) as con:
         con.execute("DELETE FROM entries WHERE seq=?", (seq,))
     found = verify_fails(built, "tree-size-mismatch", "merkle tree")

@@ -37,7 +37,7 @@ from sqlalchemy import Connection, select
 
 from . import schema
 from .entry import format_time
-from .errors import InputError
+from .errors import InputError, StorageError
 from .keys import CustodianKey
 from .ledger import Draft, Tail, set_item_media
 from .store import SourceChanged, SourceReadError, StagedObject
@@ -395,10 +395,16 @@ def _finish_batch(vault: Vault, batch: list[tuple[Future[_Read], Candidate]], *,
     for fut, cand in batch:
         try:
             read = fut.result()
+        except StorageError as exc:
+            # The vault's disk failed: stop the run, nothing half-recorded.  Say which file
+            # was being preserved and where, so the user knows what the rerun will redo.
+            raise StorageError(
+                f"{exc.message} (in {exc.subject}) while preserving {display_path(cand.path)}",
+                subject=exc.subject, hint=exc.hint,
+            ) from None
         except _Rejected as exc:
             outcomes.append(FileOutcome(display_path(cand.link or cand.path), "rejected", str(exc)))
             continue
-        # StorageError (the vault's disk failed) propagates: stop the run, nothing half-recorded.
         media_json = read.media.to_dict() if read.media is not None else None
         reads.append((len(outcomes), read, _source_record(cand, read.mtime_ns, host), media_json))
         outcomes.append(None)

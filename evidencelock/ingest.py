@@ -399,7 +399,7 @@ def _finish_batch(vault: Vault, batch: list[tuple[Future[_Read], Candidate]], *,
             # The vault's disk failed: stop the run, nothing half-recorded.  Say which file
             # was being preserved and where, so the user knows what the rerun will redo.
             raise StorageError(
-                f"{exc.message} (in {exc.subject}) while preserving {display_path(cand.path)}",
+                f"{exc.message} while preserving {display_path(cand.path)}",
                 subject=exc.subject, hint=exc.hint,
             ) from None
         except _Rejected as exc:

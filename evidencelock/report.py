@@ -97,6 +97,14 @@ def _custody(ctx: Any, sha: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _one_value(value: Any) -> str:
+    """A list element for a person: ``type video, codec h264, width 1920`` rather than a dict repr."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in value.items()
+                         if v not in (None, "", [], {}) and not isinstance(v, (dict, list)))
+    return str(value)
+
+
 def _capture(media: Any) -> list[tuple[str, str]]:
     """Flatten the extracted summary into (label, value) rows, best effort."""
     if not isinstance(media, dict):
@@ -111,7 +119,7 @@ def _capture(media: Any) -> list[tuple[str, str]]:
             for k, v in value.items():
                 walk(f"{prefix}{k}" if not prefix else f"{prefix} › {k}", v, depth + 1)
         elif isinstance(value, list):
-            rows.append((prefix, ", ".join(str(v) for v in value[:8])[:200]))
+            rows.append((prefix, "; ".join(_one_value(v) for v in value[:8])[:400]))
         elif value not in (None, ""):
             rows.append((prefix, str(value)[:200]))
 
@@ -225,10 +233,17 @@ def _font(pdf: Any) -> str:
 
 
 def report_pdf(ctx: Any) -> bytes:
-    """The same report as a PDF (fpdf2): text, tables of digests, thumbnails, custody timeline."""
+    """The same report as a PDF (fpdf2): the same sections as the HTML, in the same order.
+
+    Speed matters (it is generated inside every export): hex digests and other unbreakable
+    monospaced strings are cut into lines here and drawn with ``cell`` (fpdf's line breaker
+    measures every character), and body text is left-aligned (justified text with long
+    unbreakable words leaves gaps a reader takes for missing words).
+    """
     from fpdf import FPDF
 
     pdf = FPDF(format="A4")
+    pdf.set_margins(15, 15, 15)
     pdf.set_auto_page_break(True, margin=15)
     try:
         from .entry import parse_time
@@ -251,79 +266,162 @@ def report_pdf(ctx: Any) -> bytes:
     mono = "DejaVuMono" if family == "DejaVu" and "dejavumono" in pdf.fonts else "Courier"
     unicode_ok = family == "DejaVu"
     latin = str.maketrans({"\u2022": "-", "\u2014": "-", "\u2026": "...", "\u203a": ">", "\u2019": "'"})
+    width = pdf.w - pdf.l_margin - pdf.r_margin
+    label_w = 38.0
 
     def t(s: str) -> str:
         return s if unicode_ok else s.translate(latin).encode("latin-1", "replace").decode("latin-1")
 
-    def para(s: str, size: float = 10, style: str = "", font: str | None = None) -> None:
+    def para(s: str, size: float = 9, style: str = "", font: str | None = None, indent: float = 0) -> None:
         pdf.set_font(font or family, style, size)
-        pdf.multi_cell(0, size * 0.5, t(s), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_x(pdf.l_margin + indent)
+        pdf.multi_cell(width - indent, size * 0.48, t(s), align="L", new_x="LMARGIN", new_y="NEXT")
 
-    def kv(label: str, value: str, value_font: str | None = None) -> None:
-        pdf.set_font(family, "B", 9)
+    def heading(s: str, size: float = 12, *, keep: float = 45) -> None:
+        if pdf.get_y() > pdf.h - keep:  # never a heading alone at the foot of a page
+            pdf.add_page()
+        pdf.ln(2)
+        pdf.set_font(family, "B", size)
+        pdf.cell(0, size * 0.55, t(s), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_draw_color(27, 31, 36)
+        pdf.line(pdf.l_margin, pdf.get_y(), pdf.l_margin + width, pdf.get_y())
+        pdf.ln(1.5)
+
+    def mono_lines(value: str, w: float, size: float) -> list[str]:
+        pdf.set_font(mono, "", size)
+        per = max(8, int(w / pdf.get_string_width("0")) - 1)
+        return [value[i:i + per] for i in range(0, len(value), per)] or [""]
+
+    def kv(label: str, value: str, *, is_mono: bool = False) -> None:
+        """One row of a two-column table: label | value, with a rule under it."""
+        vw = width - label_w
+        if pdf.get_y() > pdf.h - 25:
+            pdf.add_page()
         y = pdf.get_y()
-        pdf.multi_cell(38, 4.5, t(label), new_x="RIGHT", new_y="TOP")
-        pdf.set_font(value_font or family, "", 8.5 if value_font else 9)
-        pdf.multi_cell(0, 4.5, t(value), new_x="LMARGIN", new_y="NEXT")
-        pdf.set_y(max(pdf.get_y(), y + 4.5))
+        pdf.set_font(family, "B", 8.5)
+        pdf.set_text_color(91, 101, 112)
+        pdf.multi_cell(label_w - 2, 4.2, t(label), align="L", new_x="LMARGIN", new_y="NEXT")
+        label_bottom = pdf.get_y()
+        pdf.set_text_color(27, 31, 36)
+        pdf.set_xy(pdf.l_margin + label_w, y)
+        if is_mono:
+            for line in mono_lines(value, vw, 8):
+                pdf.set_x(pdf.l_margin + label_w)
+                pdf.cell(vw, 4.2, line, new_x="LMARGIN", new_y="NEXT")
+        else:
+            pdf.set_font(family, "", 8.5)
+            text = t(value)
+            if pdf.get_string_width(text) < vw - 2:
+                pdf.cell(vw, 4.2, text, new_x="LMARGIN", new_y="NEXT")
+            else:
+                pdf.multi_cell(vw, 4.2, text, align="L", new_x="LMARGIN", new_y="NEXT")
+        pdf.set_y(max(pdf.get_y(), label_bottom, y + 4.2) + 0.6)
+        pdf.set_draw_color(214, 219, 225)
+        pdf.line(pdf.l_margin, pdf.get_y(), pdf.l_margin + width, pdf.get_y())
+        pdf.ln(0.8)
+
+    def boxed(title: str, lines: list[str], rgb: tuple[int, int, int]) -> None:
+        pdf.set_fill_color(*rgb)
+        y0 = pdf.get_y()
+        pdf.rect(pdf.l_margin, y0, 1.5, 1, style="F")  # placeholder; redrawn below with the real height
+        pdf.set_x(pdf.l_margin + 4)
+        pdf.set_font(family, "B", 10)
+        pdf.cell(width - 4, 5.5, t(title), new_x="LMARGIN", new_y="NEXT")
+        for s in lines:
+            para("\u2022 " + s, 8.5, indent=4)
+            pdf.ln(0.6)
+        if pdf.page == pdf.pages_count and pdf.get_y() > y0:
+            pdf.rect(pdf.l_margin, y0, 1.5, pdf.get_y() - y0, style="F")
+        pdf.ln(2)
 
     cp = ctx.checkpoint
-    pdf.add_page()
-    para(f"Evidence report: case {ctx.case}", 16, "B")
-    para(f"Exported {ctx.created} from log {ctx.origin} by {ctx.exporter_name} with {ctx.software}. "
-         f"{len(ctx.plan)} file(s), {_human(sum(p['size'] for p in ctx.plan))}.", 9)
-    pdf.ln(2)
-    para(f"Verified at export: every file's SHA-256 matched the signed ingest record; all {len(ctx.entries)} custody "
-         f"records' signatures and inclusion proofs were checked against the checkpoint at log size {cp.tree_size}. "
-         "Repeat with `evidencelock verify-bundle` or by hand (VERIFY.md).", 9)
-    pdf.ln(2)
-    para("What this proves", 12, "B")
-    for s in proves(ctx):
-        para("• " + s, 9)
-    pdf.ln(1)
-    para("What this does not prove", 12, "B")
-    for s in does_not_prove(ctx):
-        para("• " + s, 9)
-    pdf.ln(2)
-    para("The log checkpoint", 12, "B")
-    kv("Log (origin)", cp.origin, mono)
-    kv("Size", f"{cp.tree_size} records")
-    kv("Root hash", cp.root_hash.hex(), mono)
-    kv("Signed by", f"{ctx.checkpoint_signer.name} — key {ctx.checkpoint_signer.key_id}")
-    kv("Timestamp", _stamp_line(ctx))
-    pdf.ln(2)
-    para("Custodian keys", 12, "B")
-    for kid, k in sorted(ctx.keys.items()):
-        kv(k.name or "(unnamed)", kid, mono)
     names = _names(ctx)
+    pdf.add_page()
+    pdf.set_font(family, "B", 16)
+    pdf.cell(0, 8, t(f"Evidence report: case {ctx.case}"), new_x="LMARGIN", new_y="NEXT")
+    para(f"Exported {ctx.created} from log {ctx.origin} by {ctx.exporter_name} with {ctx.software}. "
+         f"{len(ctx.plan)} file(s), {_human(sum(p['size'] for p in ctx.plan))}.", 8.5)
+    pdf.ln(2)
+    boxed("Verified at export", [
+        f"Every file's SHA-256 was recomputed while it was copied and matched the signed ingest record; all "
+        f"{len(ctx.entries)} custody records' signatures and Merkle inclusion proofs were checked against the "
+        f"checkpoint at log size {cp.tree_size}.",
+        "Anyone can repeat this without us: `evidencelock verify-bundle`, or by hand with sha256sum and openssl "
+        "(see VERIFY.md in the bundle)."], (23, 102, 58))
+    heading("What this proves")
+    boxed("Established by the cryptography", proves(ctx), (23, 102, 58))
+    heading("What this does not prove")
+    boxed("Not established", does_not_prove(ctx), (138, 75, 0))
+    heading("The log checkpoint")
+    kv("Log (origin)", cp.origin, is_mono=True)
+    kv("Size", f"{cp.tree_size} records")
+    kv("Root hash (SHA-256)", cp.root_hash.hex(), is_mono=True)
+    kv("Signed by", f"{ctx.checkpoint_signer.name or '(unnamed)'}")
+    kv("Signing key id", ctx.checkpoint_signer.key_id, is_mono=True)
+    kv("Timestamp", _stamp_line(ctx))
+    heading("Custodian keys")
+    for kid, k in sorted(ctx.keys.items()):
+        kv(k.name or "(unnamed)", kid, is_mono=True)
+    heading("Items", keep=100)
     for n, p in enumerate(ctx.plan, 1):
-        pdf.add_page() if n == 1 or pdf.get_y() > 200 else pdf.ln(4)
-        para(f"{n}. {p['path'][5:]}", 12, "B")
+        if pdf.get_y() > pdf.h - 90:  # keep an item's title with its thumbnails and digests
+            pdf.add_page()
+        pdf.ln(3)
+        pdf.set_font(family, "B", 11)
+        pdf.multi_cell(width, 5.5, t(f"{n}. {p['path'][5:]}"), align="L", new_x="LMARGIN", new_y="NEXT")
         thumbs = ctx.thumbs.get(p["sha256"]) or []
         if thumbs:
-            x, y0, hmax = pdf.l_margin, pdf.get_y(), 0.0
+            x, y0, hmax = pdf.l_margin, pdf.get_y() + 1, 0.0
+            if y0 > pdf.h - 60:
+                pdf.add_page()
+                y0 = pdf.get_y()
             for th in thumbs[:3]:
                 try:
-                    img = pdf.image(io.BytesIO(th["jpeg"]), x=x, y=y0, h=40)
+                    img = pdf.image(io.BytesIO(th["jpeg"]), x=x, y=y0, h=36)
                     x += img.rendered_width + 3
-                    hmax = 40
+                    hmax = 36
                 except Exception:  # noqa: BLE001 - a thumbnail is optional
                     continue
             pdf.set_y(y0 + hmax + 2)
-        kv("File in bundle", p["path"], mono)
+        kv("File in bundle", p["path"], is_mono=True)
         kv("Original name(s)", "; ".join(p["original_names"]))
         kv("Size", _human(p["size"]))
-        kv("SHA-256", p["sha256"], mono)
-        kv("SHA-512", p["sha512"], mono)
+        kv("SHA-256", p["sha256"], is_mono=True)
+        kv("SHA-512", p["sha512"], is_mono=True)
         kv("Verification", "SHA-256 matched the signed ingest record at export")
-        for label, value in _capture(ctx.media.get(p["sha256"]))[:12]:
+        for label, value in _capture(ctx.media.get(p["sha256"])):
             kv(label, value)
-        para("Capture metadata is what the file states about itself (not verified).", 8)
-        pdf.ln(1)
-        para("Custody timeline", 10, "B")
+        para("Capture metadata above is what the file states about itself (not verified).", 7.5)
+        pdf.ln(1.5)
+        # Custody timeline: a real table (time | act | custodian | record).
+        cols = (30.0, width - 30 - 42 - 14, 42.0, 14.0)
+        pdf.set_font(family, "B", 8)
+        for w, h in zip(cols, ("Time (UTC)", "Custody act", "Custodian", "Record")):
+            pdf.cell(w, 5, h, border="B")
+        pdf.ln(5)
+        pdf.set_font(family, "", 8)
         for r in _custody(ctx, p["sha256"]):
-            para(f"{r['time'].replace('T', ' ')[:19]} UTC — #{r['seq']} — {r['what']} — "
-                 f"{r['custodian'] or names.get(r['key'], '')} (key {r['key'][:16]}…)", 8.5)
+            if pdf.get_y() > pdf.h - 25:
+                pdf.add_page()
+            y = pdf.get_y()
+            x = pdf.l_margin
+            bottoms = []
+            cells = (r["time"].replace("T", " ")[:19], r["what"],
+                     f"{r['custodian'] or names.get(r['key'], '')}\nkey {r['key'][:16]}...", f"#{r['seq']}")
+            for w, text in zip(cols, cells):
+                pdf.set_xy(x, y)
+                pdf.multi_cell(w - 1.5, 4, t(text), align="L", new_x="LMARGIN", new_y="NEXT")
+                bottoms.append(pdf.get_y())
+                x += w
+            pdf.set_y(max(bottoms) + 0.6)
+            pdf.set_draw_color(214, 219, 225)
+            pdf.line(pdf.l_margin, pdf.get_y(), pdf.l_margin + width, pdf.get_y())
+            pdf.ln(0.8)
+    heading("How to check this report")
+    para("This report is a convenience: it is signed indirectly (its SHA-256 is in the exporter's signed "
+         "evidence/bundle.json), but the evidence is the files and records themselves. VERIFY.md in the bundle walks "
+         "through every check with standard tools; certification.md is a draft certification of authenticity for a "
+         "qualified person to review and sign.", 8.5)
     return bytes(pdf.output())
 
 

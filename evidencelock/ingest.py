@@ -288,7 +288,9 @@ def _read_one(vault: Vault, cand: Candidate, *, extract: Callable[[Path, str], A
     if not os.path.lexists(cand.path):
         flags.append("source-removed-during-ingest")
     media = None
-    if extract is not None and staged.digests.size > 0:
+    # Bytes already preserved were analysed when first ingested (the entry's duplicate_of
+    # points there); decoding them again would cost seconds per video for nothing new.
+    if extract is not None and staged.digests.size > 0 and not vault.ledger.is_recorded(staged.digests.sha256):
         mtime = format_time(datetime.fromtimestamp(st.st_mtime_ns / 1e9, timezone.utc))
         media = extract(staged.path, mtime)
     return _Read(cand, staged, st.st_mtime_ns, tuple(flags), media)

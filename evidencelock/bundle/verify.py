@@ -50,7 +50,9 @@ _MANIFEST = re.compile(r"\A(tag)?manifest-([a-z0-9]+)\.txt\Z")
 _LINE = re.compile(r"\A([0-9A-Fa-f]+)[ \t]+\*?(.+)\Z")
 _SEQ_FILE = re.compile(r"\Aevidence/entries/(0|[1-9][0-9]{0,18})\.(json|sig)\Z")
 _KEY_FILE = re.compile(r"\Aevidence/keys/([0-9a-f]{64})\.pem\Z")
-READ_CHUNK = 4 << 20  # large reads: fewer syscalls, and hashlib releases the GIL for the whole buffer
+# 1 MiB reads into one reused buffer: large enough for few syscalls and to release the GIL, small
+# enough that SHA-256 and then SHA-512 find it still in cache (4 MiB measured 25% slower here).
+READ_CHUNK = 1 << 20
 
 
 def _cores() -> int:

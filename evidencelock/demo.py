@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .audit import verify_vault
+from .bundle import export_bundle, verify_bundle
 from .errors import InputError
 from .ingest import ingest
 from .vault import Vault
@@ -125,8 +126,15 @@ def run_demo(workdir: Path, *, say: Callable[[str], None]) -> None:
         say(f"   {'[green]OK[/]' if result.ok else '[red]FAILED[/]'}: {result.entries} entries, {result.objects_checked} objects")
         victim = next(o for o in report.outcomes if o.status == "preserved" and o.path.endswith(".mp4"))
         obj = vault.store.path_for(victim.sha256 or "")
+        bundle_dir = workdir / "bundle-for-the-lawyer"
+        say(f"[bold]5. Exporting the case[/] as an evidence bundle (BagIt + custody + proofs + report): {bundle_dir}")
+        export_bundle(vault, case="DEMO-ALEPPO-2014-04-30", out=bundle_dir, key=key, now=now)
+    say("[bold]6. Verifying the bundle offline[/] (no vault, no database: what a lawyer runs)")
+    checked = verify_bundle(bundle_dir)
+    say(f"   {'[green]VERIFIED[/]' if checked.ok else '[red]FAILED[/]'}: {checked.payload_files} files, "
+        f"{sum(1 for c in checked.checks if c.ok)}/{len(checked.checks)} checks passed; open {bundle_dir / 'report.html'}")
     tampered = workdir / "tampered-vault"
-    say(f"[bold]5. Tampering with a copy[/] of the vault ({tampered}): flipping one byte of {victim.path.rsplit('/', 1)[-1]}")
+    say(f"[bold]7. Tampering with a copy[/] of the vault ({tampered}): flipping one byte of {victim.path.rsplit('/', 1)[-1]}")
     shutil.copytree(vault_dir, tampered)
     tobj = tampered / obj.relative_to(vault_dir)
     os.chmod(tobj, 0o644)
@@ -141,4 +149,5 @@ def run_demo(workdir: Path, *, say: Callable[[str], None]) -> None:
         say(f"   [red]{finding.code}[/] {finding.subject}: {finding.message}")
     say(f"   {'[red]FAILED, as it must[/]' if not bad.ok else 'unexpectedly OK'}: the change is detected and named")
     say(f"\nTry it yourself:\n  export EVIDENCELOCK_VAULT={vault_dir}\n  export EVIDENCELOCK_PASSPHRASE='{DEMO_PASSPHRASE}'\n"
-        "  evidencelock log\n  evidencelock verify\n  evidencelock --vault " + str(tampered) + " verify")
+        "  evidencelock log\n  evidencelock verify\n  evidencelock --vault " + str(tampered) + " verify\n"
+        f"  evidencelock verify-bundle {bundle_dir}")

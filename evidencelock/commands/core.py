@@ -290,14 +290,18 @@ def recover(ctx: click.Context, as_json: bool) -> None:
 
 
 @click.command(epilog=EXIT_CODES_HELP)
-@click.option("--dir", "workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("evidencelock-demo"),
-              show_default=True, help="Folder for the demo media and vault (must not exist or be empty).")
+@click.option("--dir", "workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the demo media and vault (must not exist or be empty; default: a new temporary folder).")
 @click.pass_context
 @handle_errors
-def demo(ctx: click.Context, workdir: Path) -> None:
+def demo(ctx: click.Context, workdir: Path | None) -> None:
     """Generate real media, ingest it, verify, tamper with a copy, and show the failure named."""
+    import tempfile
+
     from ..demo import run_demo
 
+    if workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="evidencelock-demo-"))
     run_demo(workdir, say=out.print)
 
 

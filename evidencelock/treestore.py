@@ -48,30 +48,9 @@ def append_leaf(conn: Connection, index: int, leaf_hash: bytes) -> None:
     """Add leaf ``index`` (must equal the current size) and every perfect subtree it completes.
 
     Leaf ``index`` completes one parent per trailing 1-bit of ``index``: at each such level
-    the new node is a right child whose left sibling is already stored.  All siblings are
-    read in one SELECT and all new nodes written in one INSERT.
+    the new node is a right child whose left sibling is already stored.
     """
-    if len(leaf_hash) != merkle.HASH_SIZE:
-        raise ValueError(f"leaf hash must be {merkle.HASH_SIZE} bytes, found {len(leaf_hash)}")
-    size = tree_size(conn)
-    if index != size:
-        raise StorageError(
-            f"Merkle tree append out of order: expected leaf index={size} found index={index}",
-            subject="tree_nodes",
-            hint="the tree table disagrees with the ledger; run verify, then rebuild the tree",
-        )
-    siblings: list[Node] = []
-    level, idx = 0, index
-    while idx & 1:
-        siblings.append((level, idx - 1))
-        level, idx = level + 1, idx >> 1
-    stored = _fetch(conn, siblings)
-    rows = [{"level": 0, "idx": index, "hash": bytes(leaf_hash)}]
-    h = bytes(leaf_hash)
-    for lvl, sib_idx in siblings:
-        h = merkle.node_hash(stored[(lvl, sib_idx)], h)
-        rows.append({"level": lvl + 1, "idx": sib_idx >> 1, "hash": h})
-    conn.execute(insert(tree_nodes), rows)
+    append_leaves(conn, index, [leaf_hash])
 
 
 def append_leaves(conn: Connection, start: int, leaf_hashes: Sequence[bytes]) -> None:
@@ -80,9 +59,6 @@ def append_leaves(conn: Connection, start: int, leaf_hashes: Sequence[bytes]) ->
     Equivalent to calling :func:`append_leaf` for each leaf in turn.
     """
     if not leaf_hashes:
-        return
-    if len(leaf_hashes) == 1:
-        append_leaf(conn, start, leaf_hashes[0])
         return
     size = tree_size(conn)
     if start != size:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -18,17 +17,7 @@ from evidencelock.timestamp import make_request, token_from_response
 from evidencelock.vault import Vault
 from tsa import make_pki, openssl_reply, serve
 
-PASSPHRASE = "correct horse battery staple"
-CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
-
-
-class Clock:
-    def __init__(self, start: datetime | None = None) -> None:
-        self.t = start or datetime(2014, 4, 30, 9, 0, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        self.t += timedelta(seconds=1)
-        return self.t
+from conftest import CORPUS, PASSPHRASE, Clock  # noqa: E402,F401 - shared with the other tests
 
 
 class LocalTSA:

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import unicodedata
 import zipfile
-from pathlib import Path
 
 import bagit
 import pytest

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from evidencelock import treestore
 from evidencelock.audit import Finding, verify_vault
-from evidencelock.entry import Entry, SignedEntry, format_time
+from evidencelock.entry import Entry, format_time
 from evidencelock.ingest import ingest
 from evidencelock.keys import CustodianKey
 from evidencelock.vault import Vault

@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from ..errors import InputError
 from . import _common as c
-from ._common import EXIT_CODES_HELP, emit_json, err, handle_errors, json_option, out
+from ._common import EXIT_CODES_HELP, emit_json, handle_errors, json_option, out
 
 
 def register(cli: click.Group) -> None:

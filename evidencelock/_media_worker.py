@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 
 __all__ = ["EXTRACTOR_VERSION", "detect_kind", "analyse", "extractor_name", "main"]
 
-EXTRACTOR_VERSION = "1"
+EXTRACTOR_VERSION = "2"  # 2: video fingerprint format v2 (keyframe sampling, docs/media.md §2.1)
 HOOK_ENV = "EVIDENCELOCK_MEDIA_TEST_HOOK"
 MAX_IMAGE_PIXELS = 100_000_000  # 100 MP; larger declared sizes are refused before decoding
 C2PA_RAW_LIMIT = 1 << 20
@@ -282,7 +282,8 @@ def _analyse_image(path: str, fmt: str, mime: str | None, mtime: str | None, out
 THUMBNAIL_DIFF_THRESHOLD = 90
 
 
-def _analyse_av(path: str, fmt: str, mime: str | None, mtime: str | None, out: dict[str, Any]) -> None:
+def _analyse_av(path: str, fmt: str, mime: str | None, mtime: str | None, out: dict[str, Any], *,
+                dense: bool = False) -> None:
     import av
 
     from . import fingerprint, video
@@ -316,7 +317,7 @@ def _analyse_av(path: str, fmt: str, mime: str | None, mtime: str | None, out: d
                 out["errors"].append(f"fingerprint unavailable: video declares {w}x{h} pixels (limit 8192x8192)")
             else:
                 try:
-                    fp = fingerprint.video_fingerprint(container, stream)
+                    fp = fingerprint.video_fingerprint(container, stream, dense=dense)
                     rotation = fp.pop("rotation", None)
                     if summary.get("rotation") is None and rotation is not None:
                         summary["rotation"] = rotation
@@ -362,8 +363,11 @@ def _analyse_av(path: str, fmt: str, mime: str | None, mtime: str | None, out: d
     out["errors"] += c2pa_errors
 
 
-def analyse(path: str, *, mtime: str | None = None) -> dict[str, Any]:
-    """Everything known about one file, as the JSON-ready fields of a MediaReport."""
+def analyse(path: str, *, mtime: str | None = None, dense: bool = False) -> dict[str, Any]:
+    """Everything known about one file, as the JSON-ready fields of a MediaReport.
+
+    ``dense``: query-side video sampling (see :func:`evidencelock.fingerprint.video_fingerprint`).
+    """
     out: dict[str, Any] = {"kind": "other", "summary": {}, "raw": {}, "fingerprints": {}, "flags": [], "errors": []}
     try:
         with open(path, "rb") as fh:
@@ -387,7 +391,7 @@ def analyse(path: str, *, mtime: str | None = None) -> dict[str, Any]:
         out["kind"] = "image"
         _analyse_image(path, fmt or "", mime, mtime, out)
     else:
-        _analyse_av(path, fmt or "", mime, mtime, out)
+        _analyse_av(path, fmt or "", mime, mtime, out, dense=dense)
     return out
 
 
@@ -425,7 +429,7 @@ def _serve(proto: BinaryIO, memory_limit: int | None) -> None:
             continue
         try:
             _hook(req.get("hook"), memory_limit)
-            result = analyse(path, mtime=mtime if isinstance(mtime, str) else None)
+            result = analyse(path, mtime=mtime if isinstance(mtime, str) else None, dense=req.get("dense") is True)
             send({"result": result})
         except MemoryError:
             # Memory state may be fragmented or a library half-initialised: answer, then exit so

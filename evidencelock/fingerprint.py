@@ -18,7 +18,7 @@ bytes, written as 64 lowercase hex digits.  :func:`evidencelock.similar.hash_to_
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -33,6 +33,8 @@ __all__ = [
     "pdq_entry_rgb",
     "hamming_hex",
     "video_fingerprint",
+    "VIDEO_FORMAT_VERSION",
+    "DENSE_INTERVAL_MS",
 ]
 
 SCHEME = "pdq-256"
@@ -43,6 +45,14 @@ SAMPLE_INTERVAL_MS = 1000
 SCENE_MIN_GAP_MS = 250
 SCENE_THRESHOLD = 28.0  # mean absolute luma difference (0-255) on a coarse grid
 MAX_VIDEO_HASHES = 20_000  # ~5.5 h at 1/s; bounds the size of the recorded result
+# Format v2 (docs/media.md §2.1): GOPs no longer than this have only their keyframe decoded.
+# Phones write a keyframe every ~1 s; the margin covers 1 s GOPs of variable-frame-rate
+# recordings.  Longer GOPs are decoded in full and sampled as in v1.
+VIDEO_FORMAT_VERSION = 2
+KEYFRAME_MAX_GAP_MS = 1250
+KEYFRAME_MIN_GAP_MS = 750  # keyframes closer than this to the last hash are not decoded
+_GOP_BUFFER_BYTES = 64 << 20  # a GOP held longer than this is decoded in full
+DENSE_INTERVAL_MS = 100  # query-side sampling (similar FILE): 10 hashes per second
 
 _FAST_LUMA_FORMATS = frozenset(
     {
@@ -117,77 +127,207 @@ def _luma(frame: Any) -> np.ndarray:
     return frame.to_ndarray(format="gray")
 
 
-def _frames_ms(frames: Iterator[Any]) -> Iterator[tuple[int, Any]]:
-    last = -1
-    for n, frame in enumerate(frames):
-        t = frame.time
-        ms = int(round(t * 1000)) if t is not None else (last + 40 if last >= 0 else 0)
-        if ms < 0:
-            ms = 0
-        last = ms
-        yield ms, frame
+def _packet_ms(packet: Any, time_base: Any, start_ms: int) -> int | None:
+    ts = packet.pts if packet.pts is not None else packet.dts
+    if ts is None or time_base is None:
+        return None
+    return int(round(float(ts * time_base) * 1000)) - start_ms
 
 
-def video_fingerprint(container: Any, stream: Any, *, skip_nonref: bool = True) -> dict[str, Any]:
-    """PDQ hashes of ~1 frame per second plus scene cuts, each with its time in ms.
+class _Sampler:
+    """Turns decoded frames into fingerprint entries (the sampling rule of docs/media.md §2).
 
-    Decoding is the cost, so: frame threading on, non-reference frames skipped (they are
-    never needed to decode others, and one frame per second does not need all of them), luma
-    read straight from the decoded plane, and only the sampled frames are resized and hashed.
-    Timestamps are presentation times relative to the stream, so a trimmed copy's frames line
-    up with the original at a constant offset (see :mod:`evidencelock.similar`).
+    Frames whose presentation time is in ``chosen`` are keyframes picked at the packet level
+    (``"keyframes"`` sampling) and are always hashed.  Every other frame comes from a GOP that
+    is decoded in full and follows the v1 rule: one per second of presentation time plus a
+    frame at each scene cut.
     """
-    cc = stream.codec_context
-    stream.thread_type = "AUTO"
-    cc.skip_frame = "NONREF" if skip_nonref else "DEFAULT"
-    start = stream.start_time * stream.time_base if stream.start_time is not None else 0
-    start_ms = int(round(float(start) * 1000))
-    frames: list[dict[str, Any]] = []
-    next_sample = 0
-    last_hash_ms = -10**9
-    prev_grid: np.ndarray | None = None
-    decoded = 0
-    truncated = False
-    rotation: int | None = None
-    turns = 0
-    for ms, frame in _frames_ms(container.decode(stream)):
-        decoded += 1
-        if rotation is None:
-            rotation = int(round(getattr(frame, "rotation", 0) or 0))
+
+    def __init__(self, start_ms: int, time_base: Any, interval_ms: int = 1000) -> None:
+        self.start_ms = start_ms
+        self.time_base = time_base
+        self.interval_ms = interval_ms
+        self.frames: list[dict[str, Any]] = []
+        self.chosen: dict[int, bool] = {}  # pts -> hashed as a cut (off the keyframe cadence)
+        self.next_sample = 0
+        self.last_hash_ms = -10**9
+        self.prev_grid: np.ndarray | None = None
+        self.decoded = 0
+        self.truncated = False
+        self.rotation: int | None = None
+        self.turns = 0
+        self._last_raw = -1
+
+    def feed(self, frame: Any) -> bool:
+        """Consider one decoded frame; ``False`` once the hash cap is reached."""
+        self.decoded += 1
+        # The stream's time base, not the frame's: frames drained from the decoder may carry none.
+        pts = frame.pts
+        if pts is not None and self.time_base is not None:
+            raw = int(round(float(pts * self.time_base) * 1000))
+        else:
+            raw = self._last_raw + 40 if self._last_raw >= 0 else 0
+        self._last_raw = raw
+        if self.rotation is None:
+            self.rotation = int(round(getattr(frame, "rotation", 0) or 0))
             # Display-matrix rotation is counter-clockwise; hash what a viewer sees, so a
             # copy re-encoded with the rotation applied to the pixels still matches.
-            turns = (rotation // 90) % 4 if rotation % 90 == 0 else 0
-        ms = max(0, ms - start_ms)
+            self.turns = (self.rotation // 90) % 4 if self.rotation % 90 == 0 else 0
+        ms = max(0, raw - self.start_ms)
+        keyframe = frame.pts is not None and frame.pts in self.chosen
         luma = _luma(frame)
-        step = max(1, min(luma.shape) // 24)
-        grid = luma[::step, ::step].astype(np.int16)
         scene = False
-        if prev_grid is not None and prev_grid.shape == grid.shape:
-            scene = float(np.abs(grid - prev_grid).mean()) > SCENE_THRESHOLD
-        prev_grid = grid
-        due = ms >= next_sample
-        if due or (scene and ms - last_hash_ms >= SCENE_MIN_GAP_MS):
-            if len(frames) >= MAX_VIDEO_HASHES:
-                truncated = True
+        if keyframe:
+            scene = self.chosen.pop(frame.pts)
+            self.prev_grid = None  # keyframes ~1 s apart: a difference is motion, not a cut
+        else:
+            step = max(1, min(luma.shape) // 24)
+            grid = luma[::step, ::step].astype(np.int16)
+            if self.prev_grid is not None and self.prev_grid.shape == grid.shape:
+                scene = float(np.abs(grid - self.prev_grid).mean()) > SCENE_THRESHOLD
+            self.prev_grid = grid
+        due = (keyframe and not scene) or (not keyframe and ms >= self.next_sample)
+        if not (due or (scene and ms - self.last_hash_ms >= SCENE_MIN_GAP_MS)):
+            return True
+        if len(self.frames) >= MAX_VIDEO_HASHES:
+            self.truncated = True
+            return False
+        entry: dict[str, Any] = {"ms": ms, **pdq_entry(np.rot90(luma, self.turns) if self.turns else luma)}
+        if scene and not due:
+            entry["scene"] = True
+        self.frames.append(entry)
+        self.last_hash_ms = ms
+        if due:
+            self.next_sample = (ms // self.interval_ms + 1) * self.interval_ms
+        return True
+
+
+def video_fingerprint(container: Any, stream: Any, *, dense: bool = False) -> dict[str, Any]:
+    """PDQ hashes of ~1 frame per second, each with its presentation time in ms (format v2).
+
+    ``dense=True`` is for queries (``similar FILE``), never recorded: every frame is decoded
+    and one is hashed every :data:`DENSE_INTERVAL_MS`, so that whatever times an indexed copy
+    was sampled at, a query frame lies within 50 ms of it (docs/media.md §2.1).
+
+    Decoding is the cost (a 720p H.264 frame costs ~50x its PDQ hash), so the stream is
+    demuxed once and read GOP by GOP (a keyframe and the packets up to the next one):
+
+    * a GOP spanning at most :data:`KEYFRAME_MAX_GAP_MS` (phones write one keyframe per
+      second) has only its keyframe decoded, and only if it is at least
+      :data:`KEYFRAME_MIN_GAP_MS` after the last hashed frame: ~1 keyframe per second, no
+      other frame of the GOP is ever handed to the decoder;
+    * a longer GOP (messenger and editor re-encodes: 2-10 s) is decoded in full, non-reference
+      frames skipped, and sampled as in v1: one frame per second plus scene cuts.
+
+    A GOP is known to be short only when its next keyframe arrives, so its packets are held
+    until then, but never more than the limit's worth of time or :data:`_GOP_BUFFER_BYTES`.
+    Samples then sit at keyframe times, not on a 1 s grid; the index matches frames by PDQ
+    distance, not by time, so a copy with other keyframes still matches (its nearest sample
+    is at most half a GOP away).  Timestamps are relative to the stream start, so a trimmed
+    copy lines up at a constant offset (see :mod:`evidencelock.similar`).
+    """
+    stream.thread_type = "AUTO"
+    if dense:
+        return _fingerprint_all_frames(container, stream, DENSE_INTERVAL_MS, "dense")
+    cc = stream.codec_context
+    cc.skip_frame = "NONREF"
+    tb = stream.time_base
+    start = stream.start_time * tb if stream.start_time is not None and tb is not None else 0
+    sampler = _Sampler(int(round(float(start) * 1000)), tb)
+    # The GOP being read: its keyframe's time and its packets so far, or None when the GOP is
+    # already known to be long (its packets then go straight to the decoder).
+    gop: list[Any] | None = []
+    key_ms: int | None = None
+    held = 0
+    keyframes = full_gops = 0
+    last_chosen = -10**9  # packet-level: frame threading returns frames a few packets late
+    gap: int | None = None  # time from the keyframe before the held one to the held one
+    off_cadence = False
+
+    def decode(packet: Any) -> bool:
+        return all(sampler.feed(f) for f in cc.decode(packet))
+
+    def close_short_gop() -> bool:
+        # The held GOP turned out short: decode its keyframe alone, if it is due (~1/s) or
+        # off the stream's keyframe cadence: encoders put a keyframe at a cut, so a copy
+        # re-encoded by any encoder has one there too, on the same picture.
+        nonlocal last_chosen
+        if not gop or key_ms is None:
+            return True
+        since = key_ms - max(last_chosen, sampler.last_hash_ms)
+        cut = off_cadence and since >= SCENE_MIN_GAP_MS
+        if since < KEYFRAME_MIN_GAP_MS and not cut:
+            return True
+        last_chosen = key_ms
+        sampler.chosen[gop[0].pts] = since < KEYFRAME_MIN_GAP_MS
+        return decode(gop[0])
+
+    ok = True
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue  # demuxer's end-of-stream marker; flushed below
+        ms = _packet_ms(packet, tb, sampler.start_ms)
+        if packet.is_keyframe and ms is not None and packet.pts is not None:
+            ok = close_short_gop() if gop is not None else True
+            if not ok:
                 break
-            entry: dict[str, Any] = {"ms": ms, **pdq_entry(np.rot90(luma, turns) if turns else luma)}
-            if scene and not due:
-                entry["scene"] = True
-            frames.append(entry)
-            last_hash_ms = ms
-            if due:
-                next_sample = (ms // SAMPLE_INTERVAL_MS + 1) * SAMPLE_INTERVAL_MS
-    if decoded == 0 and skip_nonref:
-        # A stream whose every frame is flagged disposable: decode it all instead.
+            keyframes += 1
+            # Off cadence: clearly closer to the previous keyframe than that one was to its own.
+            new_gap = ms - key_ms if key_ms is not None else None
+            off_cadence = gap is not None and new_gap is not None and new_gap < 0.8 * gap
+            gap = new_gap
+            gop, key_ms, held = [packet], ms, packet.size
+            continue
+        if gop is None:
+            if not decode(packet):
+                ok = False
+                break
+            continue
+        gop.append(packet)
+        held += packet.size
+        if key_ms is None or ms is None or ms - key_ms > KEYFRAME_MAX_GAP_MS or held > _GOP_BUFFER_BYTES:
+            # A long GOP (or one without timestamps, or before any keyframe): decode all of it.
+            full_gops += 1
+            if not all(decode(p) for p in gop):
+                ok = False
+                break
+            gop = None
+    if ok and gop is not None:
+        ok = close_short_gop()
+    if ok:
+        for frame in cc.decode(None):
+            if not sampler.feed(frame):
+                break
+    if sampler.decoded == 0:
+        # Nothing decoded (e.g. keyframe flags that do not mark decodable frames, or a
+        # stream whose every frame is flagged disposable): decode it all, v1-style.
         container.seek(0)
-        return video_fingerprint(container, stream, skip_nonref=False)
+        return _fingerprint_all_frames(container, stream, SAMPLE_INTERVAL_MS, "interval")
+    return _result(sampler, "keyframes" if full_gops == 0 else ("interval" if keyframes <= full_gops else "mixed"))
+
+
+def _fingerprint_all_frames(container: Any, stream: Any, interval_ms: int, sampling: str) -> dict[str, Any]:
+    cc = stream.codec_context
+    cc.skip_frame = "DEFAULT"
+    tb = stream.time_base
+    start = stream.start_time * tb if stream.start_time is not None and tb is not None else 0
+    sampler = _Sampler(int(round(float(start) * 1000)), tb, interval_ms)
+    for frame in container.decode(stream):
+        if not sampler.feed(frame):
+            break
+    return _result(sampler, sampling)
+
+
+def _result(sampler: _Sampler, sampling: str) -> dict[str, Any]:
     result: dict[str, Any] = {
         "scheme": SCHEME,
+        "version": VIDEO_FORMAT_VERSION,
         "kind": "video",
-        "interval_ms": SAMPLE_INTERVAL_MS,
-        "frames": frames,
-        "rotation": rotation,
+        "interval_ms": sampler.interval_ms,
+        "sampling": sampling,
+        "frames": sampler.frames,
+        "rotation": sampler.rotation,
     }
-    if truncated:
+    if sampler.truncated:
         result["truncated"] = True
     return result

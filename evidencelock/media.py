@@ -331,17 +331,21 @@ def extract(
     timeout: float = 30.0,
     memory_limit: int = 2 << 30,
     mtime: str | None = None,
+    dense: bool = False,
 ) -> MediaReport:
     """Read metadata, fingerprints and C2PA provenance of one untrusted file.
 
     ``mtime`` (RFC 3339) is the file-system modification time as ingest recorded it; it is
-    compared with the capture time.  All parsing happens in a worker process bounded by
+    compared with the capture time.  ``dense=True`` samples videos for a *query* (10 frames
+    per second, every frame decoded; docs/media.md §2.1): slower, never to be recorded.  All parsing happens in a worker process bounded by
     ``timeout`` seconds of wall-clock time and ``memory_limit`` bytes of address space.
     Never raises for a bad, hostile or unreadable file: failures are in ``errors``.
     Thread-safe.
     """
     fspath = os.fspath(path)
     request: dict[str, Any] = {"path": os.path.abspath(fspath), "mtime": mtime}
+    if dense:
+        request["dense"] = True
     hook = os.environ.get(_HOOK_ENV)
     if hook:
         request["hook"] = hook

@@ -383,7 +383,9 @@ def find_similar(vault: Vault, path: str | os.PathLike[str], *, threshold: int =
         raise InputError("no such file", subject=p) from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", subject=p) from None
-    report = extract(p, timeout=timeout, memory_limit=memory_limit)
+    # Dense sampling: the query's frames lie within 50 ms of wherever an item was sampled
+    # (keyframes, another trim point), so misaligned samples of a moving picture still match.
+    report = extract(p, timeout=timeout, memory_limit=memory_limit, dense=True)
     fps = report.fingerprints or {}
     frames = 1 if fps.get("kind") == "image" else len(fps.get("frames") or [])
     if not fps or frames == 0:

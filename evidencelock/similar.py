@@ -30,6 +30,8 @@ from .errors import FormatError
 
 __all__ = ["Match", "FingerprintIndex", "hash_to_bytes", "frames_of"]
 
+SCHEME = "pdq-256"  # as written by evidencelock.fingerprint (not imported: it needs cv2, pdqhash)
+COMPARABLE_VERSIONS = (1, 2)
 _CHUNKS = 16
 _MAX_RADIUS = 2
 _SEGMENT_OFFSET_TOLERANCE_MS = 1500
@@ -85,6 +87,16 @@ def frames_of(fingerprints: dict[str, Any]) -> tuple[str, list[tuple[int | None,
     """
     if not isinstance(fingerprints, dict) or not fingerprints:
         return "other", []
+    # docs/media.md §2: every version of the "pdq-256" scheme hashes the same pixels the same
+    # way (v2 changed only which video frames are sampled), so all are comparable.  A newer
+    # version may not be, so it is refused rather than matched wrongly.
+    scheme = fingerprints.get("scheme", SCHEME)
+    version = fingerprints.get("version", 1)
+    if scheme != SCHEME:
+        raise FormatError(f"fingerprints: scheme expected={SCHEME!r} found={scheme!r}")
+    if not isinstance(version, int) or isinstance(version, bool) or version not in COMPARABLE_VERSIONS:
+        raise FormatError(f"fingerprints: version expected one of {list(COMPARABLE_VERSIONS)} found={version!r}; "
+                          "a newer evidencelock wrote it")
     kind = fingerprints.get("kind")
     try:
         if kind == "image":
@@ -290,16 +302,19 @@ class FingerprintIndex:
             return Match(self._ids[it], int(d), kind, segs, 1.0 - d / (threshold + 1), len(best))
         nq = sum(1 for _ in qms)
         ni = self._counts[it]
+        # Frames matched on each side: a dense query (similar FILE) has ~10 frames near each
+        # sampled frame of the item, so query rows alone would overstate the coverage.
+        matched = min(len(best), len({int(self._ms[c]) for _, c in best.values()}))
         need = min(2, nq, ni)
-        if len(best) < need:
+        if matched < need:
             return None
-        coverage = min(1.0, len(best) / max(1, min(nq, ni)))
+        coverage = min(1.0, matched / max(1, min(nq, ni)))
         if coverage < 0.3:
             return None
         triples = sorted((qms[r] or 0, int(self._ms[c]), d) for r, (d, c) in best.items())
         segments = _segments(triples)
         dist = int(np.median([d for _, _, d in triples]))
-        return Match(self._ids[it], dist, kind, segments, round(coverage, 4), len(best))
+        return Match(self._ids[it], dist, kind, segments, round(coverage, 4), matched)
 
 
 def _segments(triples: Iterable[tuple[int, int, int]]) -> list[tuple[tuple[int, int], tuple[int, int]]]:

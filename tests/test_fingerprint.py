@@ -17,7 +17,7 @@ from PIL import Image
 from evidencelock.media import extract
 from evidencelock.similar import FingerprintIndex
 
-from mediagen import DERIVATIONS, make_jpeg, make_video, requires_ffmpeg
+from mediagen import DERIVATIONS, ffmpeg, make_jpeg, make_video, requires_ffmpeg
 
 SOURCES = (11, 12, 13)
 DISTRACTORS = (21, 22, 23)
@@ -117,3 +117,89 @@ def test_photo_derivations_found(tmp_path: Path) -> None:
     print(f"\nphoto fingerprint: precision={precision:.3f} recall={recall:.3f} top-1={top_ok}/{len(SOURCES) * 4}")
     assert precision >= 0.95 and recall >= 0.9
     assert top_ok == len(SOURCES) * 4
+
+
+# -- format v2: keyframe sampling against copies with other keyframes ---------------------------
+
+
+def _x264(src: Path, dst: Path, *args: str) -> Path:
+    ffmpeg("-i", str(src), "-c:v", "libx264", "-preset", "veryfast", "-an", *args, str(dst))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def gop_set(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """30 fps clips whose keyframes fall at different times: a phone-like original every 0.5 s
+    (-g 15), a copy every 1.5 s (-g 45), copies trimmed at 2.3 s (not a keyframe, not a whole
+    second; scene-cut keyframes off, so no cut re-aligns the samples), and the reverse."""
+    base = tmp_path_factory.mktemp("gop")
+    raw = make_video(base / "raw.mp4", 31, seconds=8, fps=30)
+    out = {"g15": _x264(raw, base / "g15.mp4", "-g", "15", "-b:v", "1M")}
+    out["g45"] = _x264(out["g15"], base / "g45.mp4", "-g", "45", "-b:v", "300k")
+    out["g45-src"] = _x264(raw, base / "g45-src.mp4", "-g", "45", "-b:v", "1M")
+    out["g15-of-g45"] = _x264(out["g45-src"], base / "g15-of-g45.mp4", "-g", "15", "-b:v", "300k")
+    ffmpeg("-ss", "2.3", "-i", str(out["g15"]), "-c:v", "libx264", "-preset", "veryfast", "-an", "-g", "30",
+           "-sc_threshold", "0", str(base / "trim23.mp4"))
+    out["trim23"] = base / "trim23.mp4"
+    ffmpeg("-ss", "2.3", "-i", str(out["g15"]), "-c:v", "libx264", "-preset", "veryfast", "-an",
+           str(base / "trim23-longgop.mp4"))
+    out["trim23-longgop"] = base / "trim23-longgop.mp4"
+    out["other"] = _x264(make_video(base / "other-raw.mp4", 32, seconds=8, fps=30), base / "other.mp4", "-g", "15")
+    return out
+
+
+@requires_ffmpeg
+def test_sampling_follows_the_keyframes(gop_set: dict[str, Path]) -> None:
+    short = extract(gop_set["g15"]).fingerprints
+    assert short["version"] == 2 and short["sampling"] == "keyframes"
+    times = [f["ms"] for f in short["frames"]]
+    # Keyframes every 0.5 s, one hashed per second: never closer than 0.75 s, never further than 1.25 s.
+    assert times[0] == 0 and all(750 <= b - a <= 1250 for a, b in zip(times, times[1:])), times
+    assert extract(gop_set["g45"]).fingerprints["sampling"] in ("interval", "mixed")  # 1.5 s GOPs are decoded in full
+
+
+@requires_ffmpeg
+@pytest.mark.parametrize(("source", "copy"), [("g15", "g45"), ("g45", "g15"), ("g45-src", "g15-of-g45"),
+                                              ("g15-of-g45", "g45-src")])
+def test_copy_with_other_keyframes_matches_as_recorded(gop_set: dict[str, Path], source: str, copy: str) -> None:
+    """What ingest records (sparse samples on both sides) still matches across GOP sizes."""
+    index = FingerprintIndex()
+    index.add(source, extract(gop_set[source]).fingerprints)
+    index.add("other", extract(gop_set["other"]).fingerprints)
+    matches = index.query(extract(gop_set[copy]).fingerprints)
+    assert [m.item_id for m in matches] == [source], matches
+    assert matches[0].score >= 0.6 and abs(matches[0].segments[0][1][0] - matches[0].segments[0][0][0]) <= 500
+
+
+@requires_ffmpeg
+@pytest.mark.parametrize("copy", ["trim23", "trim23-longgop"])
+def test_trim_at_a_fraction_of_a_second_is_found_by_a_query(gop_set: dict[str, Path], copy: str) -> None:
+    """A 2.3 s trim puts every sample of the copy 0.3 s (or more) from the original's; this clip
+    pans 9 % of its width per second, so sparse samples differ by 50+ bits.  A query samples
+    densely (every 100 ms), so one of its frames is within 50 ms of each indexed sample."""
+    index = FingerprintIndex()
+    for name in ("g15", "g45", "other"):
+        index.add(name, extract(gop_set[name]).fingerprints)
+    matches = index.query(extract(gop_set[copy], dense=True).fingerprints)
+    assert {m.item_id for m in matches} == {"g15", "g45"}, matches
+    for m in matches:
+        (q0, _), (i0, _) = m.segments[0]
+        assert 2000 <= i0 - q0 <= 2600, m.segments
+        assert m.distance <= 31 and m.score >= 0.5
+    # And the other way round: the original queried against the trimmed copy as recorded.
+    back = FingerprintIndex()
+    back.add(copy, extract(gop_set[copy]).fingerprints)
+    back.add("other", extract(gop_set["other"]).fingerprints)
+    assert [m.item_id for m in back.query(extract(gop_set["g15"], dense=True).fingerprints)] == [copy]
+
+
+@requires_ffmpeg
+def test_dense_query_of_unrelated_footage_matches_nothing(gop_set: dict[str, Path], video_set: dict[str, object]) -> None:
+    index = FingerprintIndex()
+    for name in ("g15", "g45", "trim23"):
+        index.add(name, extract(gop_set[name]).fingerprints)
+    for sid, path in video_set["sources"].items():  # type: ignore[union-attr]
+        index.add(sid, extract(path).fingerprints)
+    assert index.query(extract(gop_set["other"], dense=True).fingerprints) == []
+    for oid, path in video_set["distractors"].items():  # type: ignore[union-attr]
+        assert index.query(extract(path, dense=True).fingerprints) == [], oid

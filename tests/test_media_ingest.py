@@ -74,7 +74,10 @@ def test_metadata_round_trip_through_ingest_and_show(tmp_path: Path) -> None:
     assert v["location"] == {"latitude": "36.2021", "longitude": "-37.1343", "altitude": None}
     (stream,) = [st for st in v["streams"] if st["type"] == "video"]
     assert (stream["width"], stream["height"], stream["codec"]) == (320, 240, "mpeg4")
-    assert [f["ms"] for f in clip["media"]["fingerprints"]["frames"]][:2] == [0, 1000]
+    fp = clip["media"]["fingerprints"]
+    # Format v2: OpenCV writes a keyframe every 12 frames (0.8 s at 15 fps); each is hashed.
+    assert fp["version"] == 2 and fp["sampling"] == "keyframes"
+    assert [f["ms"] for f in fp["frames"]][:2] == [0, 800]
 
     # Human `show` presents it readably: where, when, which device.
     r = run_cli("show", out["photo.jpg"]["sha256"][:12], vault=vault)

@@ -104,3 +104,25 @@ def test_hundred_thousand_entries() -> None:
         (m,) = index.query(_image(_hex(_flip(rng, base[target], 25))))
         assert m.item_id == f"i{target}" and m.distance == 25
     print(f"\n100k-entry query: {(time.perf_counter() - t) / 20 * 1000:.2f} ms")  # reported, not asserted
+
+
+def test_fingerprint_versions_one_and_two_compare_a_newer_one_is_refused() -> None:
+    """v2 (docs/media.md §2.1) changed which video frames are sampled, not how a frame is
+    hashed: records of both versions are in one index.  A version this code does not know
+    may hash differently, so matching it would be a guess: refused (and skipped by the
+    vault's index, like any malformed record)."""
+    rng = np.random.default_rng(11)
+    frames = [_hex(rng.integers(0, 256, 32, dtype=np.uint8)) for _ in range(6)]
+    v1 = _video([(i * 1000, h) for i, h in enumerate(frames)])  # v1 records carry no version
+    v2 = {**_video([(i * 967, h) for i, h in enumerate(frames)]), "version": 2, "sampling": "keyframes"}
+    index = FingerprintIndex()
+    index.add("old", v1)
+    assert [m.item_id for m in index.query(v2)] == ["old"]
+    index.add("new", v2)
+    assert {m.item_id for m in index.query(v1)} == {"old", "new"}
+    for bad, what in (({**v2, "version": 3}, "version"), ({**v2, "version": "2"}, "version"),
+                      ({**v2, "scheme": "vpdq"}, "scheme")):
+        with pytest.raises(FormatError, match=what):
+            index.add(f"bad-{what}", bad)
+        with pytest.raises(FormatError, match=what):
+            index.query(bad)

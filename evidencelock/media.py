@@ -42,7 +42,13 @@ _FALLBACK_EXTRACTOR = "evidencelock.media/1"
 _STARTUP_TIMEOUT = 60.0  # importing the parsers; not the file's fault, so not its timeout
 _MAX_OUTPUT = 64 << 20  # bytes of JSON a worker may send for one file
 _MAX_REQUESTS_PER_WORKER = 500  # recycle to bound slow leaks in native parsers
-_MAX_IDLE = max(2, os.cpu_count() or 2)
+# At most this many files are analysed at once, whatever the number of calling threads
+# (ingest --jobs 8 on 2 cores): decoding is CPU-bound, so more would only share the cores,
+# and every worker beyond it would be started (~1 s of imports) and killed again.  The pool
+# keeps as many idle workers as may run, so a worker is started once per slot, not per file.
+_MAX_CONCURRENT = max(1, os.cpu_count() or 1)
+_MAX_IDLE = _MAX_CONCURRENT
+_SLOTS = threading.BoundedSemaphore(_MAX_CONCURRENT)
 _HOOK_ENV = "EVIDENCELOCK_MEDIA_TEST_HOOK"
 
 
@@ -337,10 +343,11 @@ def extract(
 
     ``mtime`` (RFC 3339) is the file-system modification time as ingest recorded it; it is
     compared with the capture time.  ``dense=True`` samples videos for a *query* (10 frames
-    per second, every frame decoded; docs/media.md §2.1): slower, never to be recorded.  All parsing happens in a worker process bounded by
-    ``timeout`` seconds of wall-clock time and ``memory_limit`` bytes of address space.
+    per second, every frame decoded; docs/media.md §2.1): slower, never to be recorded.
+    All parsing happens in a worker process bounded by ``timeout`` seconds of wall-clock
+    time and ``memory_limit`` bytes of address space.
     Never raises for a bad, hostile or unreadable file: failures are in ``errors``.
-    Thread-safe.
+    Thread-safe; at most one call per core runs at a time, the others wait their turn.
     """
     fspath = os.fspath(path)
     request: dict[str, Any] = {"path": os.path.abspath(fspath), "mtime": mtime}
@@ -349,6 +356,11 @@ def extract(
     hook = os.environ.get(_HOOK_ENV)
     if hook:
         request["hook"] = hook
+    with _SLOTS:  # waiting for a slot is not the file's fault: the timeout starts after it
+        return _extract_in_worker(fspath, request, timeout=timeout, memory_limit=memory_limit)
+
+
+def _extract_in_worker(fspath: str, request: dict[str, Any], *, timeout: float, memory_limit: int) -> MediaReport:
     try:
         worker = _POOL.take(memory_limit)
     except _WorkerFailed as exc:

@@ -1,19 +1,62 @@
 """``evidencelock`` command line: parse, call the library, render, exit code.
 
 Each command lives in ``evidencelock.commands``; this module only assembles the group.
+Command modules are imported on first use, so `evidencelock verify` does not pay for
+importing the bundle, media or transparency code (start-up time is part of every audit).
 """
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from .commands import core
 from .commands._common import EXIT_CODES_HELP
 
 __all__ = ["main", "cli"]
 
+# command name -> (module under evidencelock.commands, attribute)
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("core", "init"),
+    "ingest": ("core", "ingest"),
+    "log": ("core", "log"),
+    "show": ("core", "show"),
+    "verify": ("core", "verify"),
+    "audit": ("core", "audit"),
+    "recover": ("core", "recover"),
+    "demo": ("core", "demo"),
+    "keys": ("custody", "keys"),
+    "transfer": ("custody", "transfer"),
+    "checkpoint": ("transparency", "checkpoint"),
+    "timestamp-attach": ("transparency", "timestamp_attach"),
+    "prove": ("transparency", "prove"),
+    "consistency": ("transparency", "consistency"),
+    "checkpoints": ("transparency", "checkpoints"),
+    "witness": ("transparency", "witness"),
+    "cosign-attach": ("transparency", "cosign_attach"),
+    "verify-checkpoint": ("transparency", "verify_checkpoint"),
+    "export": ("bundle", "export"),
+    "verify-bundle": ("bundle", "verify_bundle_cmd"),
+    "similar": ("media", "similar"),
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = _COMMANDS.get(cmd_name)
+        if spec is None:
+            return None
+        module = importlib.import_module(f"evidencelock.commands.{spec[0]}")
+        command = getattr(module, spec[1])
+        assert isinstance(command, click.Command) and command.name == cmd_name, cmd_name
+        return command
+
 
 @click.group(
+    cls=_LazyGroup,
     help="Preserve evidence so that it holds up in court years later.\n\n" + EXIT_CODES_HELP,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
@@ -27,17 +70,6 @@ __all__ = ["main", "cli"]
 def cli(ctx: click.Context, vault: str | None) -> None:
     ctx.ensure_object(dict)
     ctx.obj["vault"] = vault
-
-
-core.register(cli)
-for _name in ("custody", "transparency", "bundle", "media"):
-    try:
-        _mod = __import__(f"evidencelock.commands.{_name}", fromlist=["register"])
-    except ModuleNotFoundError as _exc:  # a capability not installed in this build
-        if _exc.name != f"evidencelock.commands.{_name}":
-            raise
-        continue
-    _mod.register(cli)
 
 
 def main() -> None:

@@ -12,10 +12,6 @@ from . import _common as c
 from ._common import EXIT_CODES_HELP, emit_json, handle_errors, json_option, out
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(export)
-    cli.add_command(verify_bundle_cmd)
-
 
 @click.command(epilog=EXIT_CODES_HELP)
 @click.option("--case", "case", required=True, help="Case whose items are exported.")

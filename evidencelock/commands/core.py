@@ -20,10 +20,6 @@ from . import _common as c
 from ._common import EXIT_CODES_HELP, emit_json, err, handle_errors, json_option, out
 
 
-def register(cli: click.Group) -> None:
-    for cmd in (init, ingest, log, show, verify, audit, recover, demo):
-        cli.add_command(cmd)
-
 
 @click.command(epilog=EXIT_CODES_HELP)
 @click.option("--custodian", required=True, help="Name of the first custodian (a person or team).")

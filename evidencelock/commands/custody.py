@@ -14,10 +14,6 @@ from . import _common as c
 from ._common import EXIT_CODES_HELP, emit_json, handle_errors, json_option, out
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(keys)
-    cli.add_command(transfer)
-
 
 @click.group(invoke_without_command=True, epilog=EXIT_CODES_HELP)
 @json_option

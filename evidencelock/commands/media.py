@@ -12,9 +12,6 @@ from . import _common as c
 from ._common import EXIT_CODES_HELP, emit_json, handle_errors, json_option, out
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(similar)
-
 
 def _clock(ms: int) -> str:
     s, ms = divmod(int(ms), 1000)

@@ -17,12 +17,8 @@ from ..keys import CustodianKey, public_key_from_pem
 from . import _common as c
 from ._common import EXIT_CODES_HELP, emit_json, err, handle_errors, json_option, out
 
-__all__ = ["register"]
+__all__ = ["checkpoint", "timestamp_attach", "prove", "consistency", "checkpoints", "witness", "cosign_attach", "verify_checkpoint"]
 
-
-def register(cli: click.Group) -> None:
-    for cmd in (checkpoint, timestamp_attach, prove, consistency, checkpoints, witness, cosign_attach, verify_checkpoint):
-        cli.add_command(cmd)
 
 
 def _read(path: str, what: str) -> bytes:

@@ -51,7 +51,10 @@ MAX_VIDEO_HASHES = 20_000  # ~5.5 h at 1/s; bounds the size of the recorded resu
 VIDEO_FORMAT_VERSION = 2
 KEYFRAME_MAX_GAP_MS = 1250
 KEYFRAME_MIN_GAP_MS = 750  # keyframes closer than this to the last hash are not decoded
-_GOP_BUFFER_BYTES = 64 << 20  # a GOP held longer than this is decoded in full
+# A GOP held beyond these is decoded in full (a crafted stream whose timestamps never advance
+# must not make us hold it all).
+_GOP_BUFFER_BYTES = 64 << 20
+_GOP_BUFFER_PACKETS = 2048
 DENSE_INTERVAL_MS = 100  # query-side sampling (similar FILE): 10 hashes per second
 
 _FAST_LUMA_FORMATS = frozenset(
@@ -220,7 +223,7 @@ def video_fingerprint(container: Any, stream: Any, *, dense: bool = False) -> di
       frames skipped, and sampled as in v1: one frame per second plus scene cuts.
 
     A GOP is known to be short only when its next keyframe arrives, so its packets are held
-    until then, but never more than the limit's worth of time or :data:`_GOP_BUFFER_BYTES`.
+    until then, but never more than the limit's worth of time, 64 MiB or 2048 packets.
     Samples then sit at keyframe times, not on a 1 s grid; the index matches frames by PDQ
     distance, not by time, so a copy with other keyframes still matches (its nearest sample
     is at most half a GOP away).  Timestamps are relative to the stream start, so a trimmed
@@ -285,7 +288,8 @@ def video_fingerprint(container: Any, stream: Any, *, dense: bool = False) -> di
             continue
         gop.append(packet)
         held += packet.size
-        if key_ms is None or ms is None or ms - key_ms > KEYFRAME_MAX_GAP_MS or held > _GOP_BUFFER_BYTES:
+        if (key_ms is None or ms is None or ms - key_ms > KEYFRAME_MAX_GAP_MS or held > _GOP_BUFFER_BYTES
+                or len(gop) > _GOP_BUFFER_PACKETS):
             # A long GOP (or one without timestamps, or before any keyframe): decode all of it.
             full_gops += 1
             if not all(decode(p) for p in gop):

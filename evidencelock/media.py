@@ -60,7 +60,8 @@ class MediaReport:
     ``"36.2021"``) because it is embedded in RFC 8785 signed ledger entries.  ``raw`` is the
     full tag set as recorded (strings).  ``fingerprints`` holds PDQ hashes as hex strings:
     ``{"scheme": "pdq-256", "kind": "image", "hash", "quality"}`` or
-    ``{"scheme": "pdq-256", "kind": "video", "frames": [{"ms", "hash", "quality"}, ...]}``.
+    ``{"scheme": "pdq-256", "version": 2, "kind": "video", "sampling", "frames": [{"ms", "hash",
+    "quality"}, ...]}`` (docs/media.md §2).
     ``flags`` are inconsistencies for an analyst; ``errors`` say what could not be read.
     ``extractor`` names this extractor and every parser version, so results are reproducible.
     """

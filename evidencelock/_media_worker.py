@@ -363,10 +363,10 @@ def _analyse_av(path: str, fmt: str, mime: str | None, mtime: str | None, out: d
     out["errors"] += c2pa_errors
 
 
-def analyse(path: str, *, mtime: str | None = None, dense: bool = False) -> dict[str, Any]:
-    """Everything known about one file, as the JSON-ready fields of a MediaReport.
-
-    ``dense``: query-side video sampling (see :func:`evidencelock.fingerprint.video_fingerprint`).
+def triage(path: str) -> tuple[dict[str, Any] | None, str, str | None, str | None]:
+    """The complete result for a file that needs no parser (unreadable, empty, not media),
+    else ``(None, kind, format, mime)``.  Reads 512 bytes and compares prefixes only, so the
+    parent process may run it: a folder of documents never waits on a worker round trip.
     """
     out: dict[str, Any] = {"kind": "other", "summary": {}, "raw": {}, "fingerprints": {}, "flags": [], "errors": []}
     try:
@@ -375,10 +375,10 @@ def analyse(path: str, *, mtime: str | None = None, dense: bool = False) -> dict
             size = os.fstat(fh.fileno()).st_size
     except OSError as exc:
         out["errors"].append(f"metadata unavailable: cannot read file ({type(exc).__name__}: {exc.strerror})")
-        return out
+        return out, "other", None, None
     if size == 0:
         out["errors"].append("metadata unavailable: empty file (0 bytes)")
-        return out
+        return out, "other", None, None
     kind, fmt, mime = detect_kind(head)
     if kind == "other":
         out["summary"] = {"format": None}
@@ -386,7 +386,19 @@ def analyse(path: str, *, mtime: str | None = None, dense: bool = False) -> dict
             f"metadata unavailable: unrecognised format (not a known image, video or audio container; "
             f"first bytes {head[:16].hex()})"
         )
-        return out
+        return out, "other", None, None
+    return None, kind, fmt, mime
+
+
+def analyse(path: str, *, mtime: str | None = None, dense: bool = False) -> dict[str, Any]:
+    """Everything known about one file, as the JSON-ready fields of a MediaReport.
+
+    ``dense``: query-side video sampling (see :func:`evidencelock.fingerprint.video_fingerprint`).
+    """
+    done, kind, fmt, mime = triage(path)
+    if done is not None:
+        return done
+    out: dict[str, Any] = {"kind": "other", "summary": {}, "raw": {}, "fingerprints": {}, "flags": [], "errors": []}
     if kind == "image":
         out["kind"] = "image"
         _analyse_image(path, fmt or "", mime, mtime, out)

@@ -357,6 +357,16 @@ def extract(
     hook = os.environ.get(_HOOK_ENV)
     if hook:
         request["hook"] = hook
+    else:
+        # Unreadable, empty or not media at all: decided from 512 bytes by prefix comparison
+        # (no parser runs), so skip the worker round trip (~6 ms a file, a lot for a folder of
+        # documents).  Test hooks always go through the worker.
+        from ._media_worker import EXTRACTOR_VERSION, triage
+
+        done, _, _, _ = triage(fspath)
+        if done is not None:
+            return MediaReport.from_dict({**done, "extractor": f"evidencelock.media/{EXTRACTOR_VERSION} (triage)"},
+                                         subject=fspath)
     with _SLOTS:  # waiting for a slot is not the file's fault: the timeout starts after it
         return _extract_in_worker(fspath, request, timeout=timeout, memory_limit=memory_limit)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -102,11 +102,36 @@ ProgressFn = Callable[[str, int], None]
 def verify_vault(vault: Vault, *, all_digests: bool = False, jobs: int | None = None,
                  progress: ProgressFn | None = None, shard: tuple[int, int] | None = None) -> VerifyReport:
     report = VerifyReport(digests=("sha256", "blake3") if all_digests else ("sha256",))
-    recorded, leaf_hashes = _check_ledger(vault, report)
-    _check_tree(vault, report, leaf_hashes)
-    _check_derived(vault, report, recorded)
-    _check_objects(vault, report, recorded, all_digests=all_digests, jobs=jobs, progress=progress, shard=shard)
+    listing = list(vault.store.iter_objects())
+    # Re-hashing the objects (I/O and hashlib, which release the GIL) starts at once and runs
+    # while this thread checks the ledger; results are matched with the records afterwards.
+    # Two threads per core keep a core busy while the other thread of the pair waits on I/O.
+    with ThreadPoolExecutor(max_workers=max(1, jobs or 2 * (os.cpu_count() or 1))) as pool:
+        hashing: dict[str, Future[Any]] = {}
+        for name, path in listing:
+            if vault.store.object_is_placed_correctly(name, path) and _in_shard(name, shard):
+                hashing[name] = pool.submit(_hash_or_error, path, all_digests)
+        try:
+            recorded, leaf_hashes = _check_ledger(vault, report)
+            _check_tree(vault, report, leaf_hashes)
+            _check_derived(vault, report, recorded)
+            _check_objects(vault, report, recorded, listing, hashing, all_digests=all_digests, progress=progress,
+                           shard=shard)
+        finally:
+            for fut in hashing.values():
+                fut.cancel()
     return report
+
+
+def _in_shard(sha: str, shard: tuple[int, int] | None) -> bool:
+    return shard is None or int(sha[:8], 16) % shard[1] == shard[0]
+
+
+def _hash_or_error(path: Any, second: bool) -> Any:
+    try:
+        return hash_file(path, second=second)
+    except OSError as exc:
+        return exc
 
 
 def _check_ledger(vault: Vault, report: VerifyReport) -> tuple[dict[str, _Recorded], list[bytes]]:
@@ -207,16 +232,18 @@ def _check_derived(vault: Vault, report: VerifyReport, recorded: dict[str, _Reco
         report.add("index-extra-item", f"item {sha[:16]}…", "in the items index but recorded by no ingest entry")
 
 
-def _check_objects(vault: Vault, report: VerifyReport, recorded: dict[str, _Recorded], *, all_digests: bool,
-                   jobs: int | None, progress: ProgressFn | None, shard: tuple[int, int] | None) -> None:
+def _check_objects(vault: Vault, report: VerifyReport, recorded: dict[str, _Recorded], listing: list[tuple[str, Any]],
+                   hashing: dict[str, Future[Any]], *, all_digests: bool, progress: ProgressFn | None,
+                   shard: tuple[int, int] | None) -> None:
     store = vault.store
     present: dict[str, Any] = {}
-    for name, path in store.iter_objects():
+    for name, path in listing:
         rel = os.path.relpath(path, vault.root)
         if not store.object_is_placed_correctly(name, path):
             report.add("object-stray", f"object {rel}", "file in the object store with a name or place that is not a valid object address")
             continue
         if name not in recorded:
+            hashing.pop(name, None)
             report.add("object-unrecorded", f"object {rel}",
                        "object in the store that no ledger entry records; it was added outside evidencelock or its entry was deleted")
             continue
@@ -233,43 +260,37 @@ def _check_objects(vault: Vault, report: VerifyReport, recorded: dict[str, _Reco
                        "unrecorded leftover of an interrupted run (not evidence); removed by the next ingest", "notice")
     todo = []
     for sha, rec in sorted(recorded.items()):
-        if shard is not None and int(sha[:8], 16) % shard[1] != shard[0]:
+        if not _in_shard(sha, shard):
             continue
         path = present.get(sha) or staged.get(sha)
         if path is None:
             report.add("object-missing", rec.subject, f"recorded at entry {rec.seq} but its object is missing from the store")
             continue
-        todo.append((rec, path))
+        todo.append((rec, path, sha in staged))
     if progress:
-        progress("total", sum(r.size for r, _ in todo))
+        progress("total", sum(r.size for r, _, _ in todo))
 
-    def check(job: tuple[_Recorded, Any]) -> tuple[_Recorded, Any, Any]:
-        rec, path = job
-        try:
-            return rec, path, hash_file(path, second=all_digests)
-        except OSError as exc:
-            return rec, path, exc
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1)) as pool:
-        for rec, path, result in pool.map(check, todo):
-            subject = rec.subject
-            rel = os.path.relpath(path, vault.root)
-            report.objects_checked += 1
-            if isinstance(result, OSError):
-                report.add("object-unreadable", subject, f"cannot read {rel}: {result.strerror}")
-                continue
-            report.bytes_checked += result.size
-            if progress:
-                progress("bytes", result.size)
-            if result.sha256 != rec.sha256:
-                report.add("object-digest-mismatch", subject,
-                           f"sha256 of {rel}: expected={rec.sha256} found={result.sha256}; the stored copy has been modified")
-            elif result.size != rec.size:
-                report.add("object-size-mismatch", subject, f"size expected={rec.size} found={result.size}")
-            elif all_digests and rec.second and result.second != rec.second:
-                report.add("object-digest-mismatch", subject, f"blake3 of {rel}: expected={rec.second} found={result.second}")
-            if not store.is_read_only(path) and path in present.values():
-                report.add("object-writable", subject, f"{rel} is writable; objects must be read-only", "notice")
+    for rec, path, is_staged in todo:
+        fut = hashing.get(rec.sha256)
+        result = _hash_or_error(path, all_digests) if is_staged or fut is None else fut.result()
+        subject = rec.subject
+        rel = os.path.relpath(path, vault.root)
+        report.objects_checked += 1
+        if isinstance(result, OSError):
+            report.add("object-unreadable", subject, f"cannot read {rel}: {result.strerror}")
+            continue
+        report.bytes_checked += result.size
+        if progress:
+            progress("bytes", result.size)
+        if result.sha256 != rec.sha256:
+            report.add("object-digest-mismatch", subject,
+                       f"sha256 of {rel}: expected={rec.sha256} found={result.sha256}; the stored copy has been modified")
+        elif result.size != rec.size:
+            report.add("object-size-mismatch", subject, f"size expected={rec.size} found={result.size}")
+        elif all_digests and rec.second and result.second != rec.second:
+            report.add("object-digest-mismatch", subject, f"blake3 of {rel}: expected={rec.second} found={result.second}")
+        if not is_staged and not store.is_read_only(path):
+            report.add("object-writable", subject, f"{rel} is writable; objects must be read-only", "notice")
 
 
 def audit_vault(vault: Vault, *, key: CustodianKey, now: Callable[[], datetime], all_digests: bool = False,

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from . import schema
-from .entry import SignedEntry
+from .entry import SignedEntry, format_time
 from .errors import CustodianKeyError, InputError
 from .keys import CustodianKey
 from .ledger import Draft
@@ -46,9 +46,7 @@ def revoke_custodian(vault: Vault, signer: CustodianKey, *, key_id: str, reason:
         row = conn.execute(select(schema.keys).where(schema.keys.c.key_id == target)).one()
     if row.revoked_seq is not None:
         raise InputError(f"key {target[:16]}… was already revoked at entry {row.revoked_seq}")
-    if target == signer.key_id:
-        # A custodian may revoke their own key (e.g. a lost laptop with a copy of it).
-        pass
+    # A custodian may revoke their own key (e.g. a lost laptop with a copy of it).
     signed = vault.append(signer, now=now, type="key-revoke", case="",
                           body={"key_id": target, "name": row.name, "reason": reason})
     assert signed is not None
@@ -89,13 +87,8 @@ def transfer_items(vault: Vault, signer: CustodianKey, *, items: Sequence[str], 
                                     "to_name": keys[recipient].name}
             if note:
                 body["note"] = note
-            drafts.append(Draft(_fmt(now()), "transfer", case, signer.key_id, body))
+            drafts.append(Draft(format_time(now()), "transfer", case, signer.key_id, body))
         return drafts
 
     return vault.ledger.append_many(build, signer.sign)
 
-
-def _fmt(moment: datetime) -> str:
-    from .entry import format_time
-
-    return format_time(moment)

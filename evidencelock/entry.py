@@ -17,6 +17,7 @@ from typing import Any
 
 import rfc8785
 
+from . import merkle
 from .errors import ChainError, FormatError, SignatureError
 from .keys import PublicKey, key_id_for
 
@@ -29,7 +30,6 @@ __all__ = [
     "canonicalize",
     "format_time",
     "parse_time",
-    "leaf_hash_of",
     "ChainVerifier",
 ]
 
@@ -80,11 +80,6 @@ def parse_time(text: str) -> datetime:
                         int(text[17:19]), int(text[20:26]), tzinfo=timezone.utc)
     except ValueError:
         raise FormatError(f"time is not a valid date and time: {text!r}") from None
-
-
-def leaf_hash_of(canonical: bytes) -> bytes:
-    """RFC 9162 §2.1.1 leaf hash: SHA-256(0x00 || canonical entry bytes)."""
-    return hashlib.sha256(b"\x00" + canonical).digest()
 
 
 @dataclass(frozen=True)
@@ -209,7 +204,7 @@ class SignedEntry:
 
     @property
     def leaf_hash(self) -> bytes:
-        return leaf_hash_of(self.canonical)
+        return merkle.leaf_hash(self.canonical)  # RFC 9162 §2.1.1
 
     def verify_signature(self, key: PublicKey) -> None:
         subject = f"entry {self.entry.seq}"

@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import BinaryIO
-
 import blake3
 
 __all__ = ["SECOND_ALGORITHM", "CHUNK_SIZE", "Digests", "MultiHasher", "hash_file", "hash_fd"]
@@ -71,10 +69,3 @@ def hash_file(path: str | os.PathLike[str], *, second: bool = True) -> Digests:
         return hash_fd(fd, second=second)
     finally:
         os.close(fd)
-
-
-def hash_stream(stream: BinaryIO, *, second: bool = True) -> Digests:
-    hasher = MultiHasher(second=second)
-    while chunk := stream.read(CHUNK_SIZE):
-        hasher.update(chunk)
-    return hasher.digests()

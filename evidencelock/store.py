@@ -132,9 +132,6 @@ class ObjectStore:
             raise ValueError(f"not a lowercase hex SHA-256: {sha256!r}")
         return self.objects_dir / sha256[0:2] / sha256[2:4] / sha256
 
-    def exists(self, sha256: str) -> bool:
-        return self.path_for(sha256).is_file()
-
     def create_layout(self) -> None:
         _makedirs_durable(self.objects_dir)
         _makedirs_durable(self.staging_dir)
@@ -208,11 +205,7 @@ class ObjectStore:
         final = self.path_for(staged.digests.sha256)
         try:
             _makedirs_durable(final.parent)
-            os.chmod(staged.path, 0o444)
-            try:
-                os.link(staged.path, final)
-            except FileExistsError:
-                pass  # write-once: the existing object is kept; verify checks it
+            self._place(staged, final)
             _fsync_dir(final.parent)
             # No fsync needed for the unlink: if it is lost, recovery finds the staged file
             # recorded and already in place, and removes it.
@@ -246,11 +239,7 @@ class ObjectStore:
             for staged in staged_list:
                 final = self.path_for(staged.digests.sha256)
                 final.parent.mkdir(parents=True, exist_ok=True)
-                os.chmod(staged.path, 0o444)
-                try:
-                    os.link(staged.path, final)
-                except FileExistsError:
-                    pass
+                self._place(staged, final)
             _syncfs(self.objects_dir)  # every new directory entry durable at once
             for staged in staged_list:
                 os.unlink(staged.path)
@@ -260,6 +249,16 @@ class ObjectStore:
                 subject=str(self.objects_dir),
                 hint="the ledger entries are committed; the next run rolls the objects forward",
             ) from None
+
+    @staticmethod
+    def _place(staged: StagedObject, final: Path) -> None:
+        """Read-only, then linked to its object name: ``link`` never replaces an existing
+        object (write-once); an existing one is kept and ``verify`` checks it."""
+        os.chmod(staged.path, 0o444)
+        try:
+            os.link(staged.path, final)
+        except FileExistsError:
+            pass
 
     def discard(self, staged: StagedObject) -> None:
         _unlink_quietly(staged.path)

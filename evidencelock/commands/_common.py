@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from ..errors import CustodianKeyError, EvidenceLockError, InputError, exit_code_for
+from ..errors import CustodianKeyError, EvidenceLockError, exit_code_for
 from ..vault import DEFAULT_VAULT, Vault
 
 __all__ = [
@@ -94,7 +94,7 @@ def handle_errors(f: F) -> F:
             if as_json:
                 emit_json({"ok": False, "error": {"type": type(exc).__name__, "subject": exc.subject,
                                                   "message": exc.message, "hint": exc.hint}})
-            err.print(f"[bold red]error:[/] {click.style('', reset=False)}{_escape(str(exc))}")
+            err.print(f"[bold red]error:[/] {_escape(str(exc))}")
             raise SystemExit(code) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]: nothing half-recorded; run the same command again to finish")
@@ -112,10 +112,6 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
-
-
-def fail_usage(message: str) -> None:
-    raise InputError(message)
 
 
 def human_size(n: int) -> str:

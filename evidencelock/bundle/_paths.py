@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["UnsafePath", "safe_component", "NameAllocator", "check_bag_path", "fold_key"]
+__all__ = ["UnsafePath", "safe_component", "NameAllocator", "check_bag_path", "fold_key", "base_parts",
+           "derivable_from"]
 
 MAX_COMPONENT_BYTES = 150
 MAX_PATH_BYTES = 1024
@@ -52,33 +53,89 @@ def safe_component(name: str) -> str:
     return name
 
 
+def base_parts(original: str) -> list[str]:
+    """docs/bundle-format.md §3: the safe components of a signed source path (last 8, ``/`` only).
+
+    A backslash is a character of a POSIX file name, not a separator: it becomes ``_``.
+    """
+    parts = [p for p in original.split("/") if p not in ("", ".", "..")]
+    return [safe_component(p) for p in parts[-8:]] or ["unnamed"]
+
+
+def _split_ext(leaf: str) -> tuple[str, str]:
+    stem, dot, ext = leaf.rpartition(".")
+    if not dot or not stem:
+        return leaf, ""
+    return stem, "." + ext
+
+
+def _suffixes(sha256: str) -> list[str]:
+    return [f"~{sha256[:8]}"] + [f"~{sha256[:8]}-{n}" for n in range(2, 10_000)]
+
+
+_SUFFIX = re.compile(r"~([0-9a-f]{8})(?:-([2-9]|[1-9][0-9]{1,3}))?\Z")
+
+
+def _matches(found: str, base: str, sha256: str, *, leaf: bool) -> bool:
+    """``found`` is ``base``, or ``base`` with the §3 collision suffix of this item."""
+    if found == base:
+        return True
+    stem, ext = _split_ext(base) if leaf else (base, "")
+    if ext and not found.endswith(ext):
+        return False
+    core = found[: len(found) - len(ext)] if ext else found
+    if not core.startswith(stem):
+        return False
+    m = _SUFFIX.match(core[len(stem):])
+    return bool(m) and m.group(1) == sha256[:8]
+
+
+def derivable_from(payload_path: str, source_path: str, sha256: str) -> bool:
+    """True if ``payload_path`` is what §3 makes of the signed ``source_path`` for item ``sha256``:
+    the same safe components, any of them carrying this item's collision suffix."""
+    parts = payload_path.split("/")
+    if parts[0] != "data":
+        return False
+    found, base = parts[1:], base_parts(source_path)
+    if len(found) != len(base):
+        return False
+    return all(_matches(f, b, sha256, leaf=(i == len(base) - 1)) for i, (f, b) in enumerate(zip(found, base)))
+
+
 class NameAllocator:
-    """Unique bag paths under ``data/``: a collision (after case folding and NFC) gets
-    ``~<first 8 hex of the sha256>`` and then a counter before the extension; no file is lost."""
+    """Unique bag paths under ``data/`` (docs/bundle-format.md §3).
+
+    A collision (after case folding and NFC) gets ``~<first 8 hex of the sha256>`` and then a
+    counter (before the extension of a file name; at the end of a folder name); no file is lost.
+    A folder may not take a file's name nor a file a folder's: the folder component (or the
+    file name) that would collide gets the suffix.
+    """
 
     def __init__(self) -> None:
         self._taken: set[str] = set()
         self._dirs: set[str] = set()
 
     def allocate(self, original: str, sha256: str) -> str:
-        parts = [p for p in original.replace("\\", "/").split("/") if p not in ("", ".", "..")]
-        parts = [safe_component(p) for p in parts[-8:]] or ["unnamed"]
+        parts = base_parts(original)
         dirs, leaf = parts[:-1], parts[-1]
-        stem, dot, ext = leaf.rpartition(".")
-        if not dot or not stem:
-            stem, ext, dot = leaf, "", ""
-        candidates = [leaf, f"{stem}~{sha256[:8]}{dot}{ext}"]
-        candidates += [f"{stem}~{sha256[:8]}-{n}{dot}{ext}" for n in range(2, 10_000)]
-        for cand in candidates:
-            path = "/".join(["data", *dirs, cand])
+        # Folders first: a folder component that is already a file's name takes the suffix.
+        chosen: list[str] = []
+        for d in dirs:
+            for cand in [d] + [d + s for s in _suffixes(sha256)]:
+                if fold_key("/".join(["data", *chosen, cand])) not in self._taken:
+                    chosen.append(cand)
+                    break
+            else:  # pragma: no cover - 10 000 files of one item with one name
+                raise ValueError(f"cannot allocate a unique folder name for {original!r}")
+        stem, ext = _split_ext(leaf)
+        for cand in [leaf] + [stem + s + ext for s in _suffixes(sha256)]:
+            path = "/".join(["data", *chosen, cand])
             key = fold_key(path)
-            # A file may not take the name of a folder, nor a folder of a file.
-            if key in self._taken or key in self._dirs or any(fold_key("/".join(["data", *dirs[: i + 1]])) in self._taken
-                                                              for i in range(len(dirs))):
+            if key in self._taken or key in self._dirs:
                 continue
             self._taken.add(key)
-            for i in range(len(dirs)):
-                self._dirs.add(fold_key("/".join(["data", *dirs[: i + 1]])))
+            for i in range(len(chosen)):
+                self._dirs.add(fold_key("/".join(["data", *chosen[: i + 1]])))
             return path
         raise ValueError(f"cannot allocate a unique name for {original!r}")  # pragma: no cover
 

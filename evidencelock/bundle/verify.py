@@ -37,7 +37,7 @@ from ..checkpoint import Checkpoint, SignedNote
 from ..entry import SignedEntry
 from ..errors import EvidenceLockError, FormatError, InputError, SignatureError
 from ..keys import PublicKey, key_id_for, public_key_from_pem
-from ._paths import UnsafePath, check_bag_path
+from ._paths import UnsafePath, check_bag_path, derivable_from
 from .source import BagSource, Limits, open_source
 
 __all__ = ["Check", "BundleReport", "verify_bundle", "note_signer", "tsa_root_sha256", "BUNDLE_FORMAT",
@@ -444,6 +444,9 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
                 raise FormatError(f"seq mismatch: line says {obj['seq']!r}, entry says {signed.entry.seq}")
             if signed.entry.seq in entries:
                 raise FormatError(f"entry {signed.entry.seq} appears twice")
+            if entries and signed.entry.seq < next(reversed(entries)):  # §4.1: ascending seq (last added = largest)
+                raise FormatError(f"entries out of order: entry {signed.entry.seq} follows entry {next(reversed(entries))} "
+                                  "(§4.1 requires ascending seq)")
         except (ValueError, EvidenceLockError) as exc:
             report.fail("evidence-entries", str(exc), subject)
             continue
@@ -596,6 +599,7 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
         if entries and good == len(entries):
             report.add("evidence-inclusion", True, f"all {good} entries are included in the checkpoint's tree "
                        f"(RFC 9162 inclusion proofs, tree size {cp.tree_size})")
+        _check_carried_consistency(report, proofs, cp)
         _check_consistency(report, proofs, cp, external_checkpoint, all_keys)
     elif external_checkpoint is not None:
         report.fail("evidence-external-checkpoint", "cannot be compared: the bundle's own checkpoint or proofs are unusable")
@@ -638,6 +642,14 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
     for s in entries.values():
         if s.entry.type not in ("key-enroll", "key-revoke") and s.entry.case != report.case:
             report.fail("evidence-case", f"entry belongs to case {s.entry.case!r}, bundle is for {report.case!r}", f"entry {s.entry.seq}")
+
+    # 7b. Completeness of the custody record (§4.7 record), hash chain (§5 step 6b), names (§3),
+    #     bag-info fields (§2) and the closed list of files (§2).
+    _check_record(report, meta, entries)
+    _check_chain(report, entries)
+    _check_names(report, meta, entries)
+    _check_bag_info_signed(src, report, meta)
+    _check_allowed_files(src, report)
 
     # 8. The exporter's signature over bundle.json pins the unsigned tag files.
     _check_bundle_signature(src, report, meta, computed, enrolled)
@@ -766,8 +778,10 @@ def _item_summary(path: str, size: int, digests: Mapping[str, str], ingests: lis
                             "custodian": enrolled.get(e.actor, (PublicKey(b"\0" * 32), 0))[0].name,
                             "source": e.body.get("source", {}).get("path") if isinstance(e.body.get("source"), dict) else None,
                             "note": e.body.get("note")})
+    # §3 / issue 9 item 4: the names a reader sees are the signed source paths, not bundle.json's.
+    signed_names = [c["source"] for c in custody if c["type"] == "ingest" and isinstance(c["source"], str)]
     return {"path": path, "size": size, "digests": dict(digests), "original_names": listed.get("original_names", []),
-            "custody": custody}
+            "signed_names": signed_names, "custody": custody}
 
 
 def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: PublicKey | None, cp: Checkpoint | None,
@@ -792,13 +806,21 @@ def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: Publ
     for item in report.items:
         first = next((c for c in item["custody"] if c["type"] == "ingest"), None)
         if first:
-            report.established.append(f"{item['path']}: ingested at {first['time']} by custodian "
+            signed_names = ", ".join(repr(n) for n in item.get("signed_names", [])) or "(none)"
+            report.established.append(f"{item['path']} (signed source name {signed_names}): ingested at {first['time']} by custodian "
                                       f"{first['custodian'] or first['actor'][:16]} (key {first['actor'][:16]}…), entry {first['seq']}.")
     if cp is not None and signer is not None:
         report.established.append(f"All {len(entries)} custody entries are part of log {cp.origin} as committed by the "
                                   f"checkpoint at tree size {cp.tree_size} (root {cp.root_hash.hex()[:16]}…) signed by key "
                                   f"{signer.key_id[:16]}… ({signer.name}); none of them can have been rewritten without "
                                   "changing that checkpoint.")
+        links = sum(1 for seq in entries if seq - 1 in entries)
+        report.established.append(f"Every entry listed in the exporter's signed record is present ({len(entries)} entries), "
+                                  f"and the hash-chain link (prev) was checked for the {links} pairs of consecutive "
+                                  "entries present in the bundle.")
+        report.not_established.append("That the exporter listed every relevant entry: the signed record is the exporter's "
+                                      "statement; someone holding an enrolled key could export a bundle that omits entries "
+                                      "(compare with a bundle or audit obtained from another custodian).")
     if report.timestamp:
         report.established.append(f"That checkpoint existed no later than {report.timestamp['time']}, according to the "
                                   f"timestamp authority {report.timestamp['tsa']}.")
@@ -820,3 +842,214 @@ def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: Publ
                                   "anything that happened to them before ingest. Capture metadata (times, places, devices) "
                                   "is what the files themselves claim, not a verified fact.")
     report.not_established.append("Ledger entries outside this bundle (other items, other cases) were not seen.")
+
+
+# -- completeness, chain, names, bag-info, closed file list (issue 9 items 1, 4, 6) ---------------
+_GENESIS_PREV = "0" * 64
+_REQUIRED_RECORD_KEYS = {"seq", "leaf", "type", "case", "item"}
+
+
+def _listed_items(meta: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    items = meta.get("items") if isinstance(meta.get("items"), list) else []
+    return {i["sha256"]: i for i in items if isinstance(i, dict) and isinstance(i.get("sha256"), str)}
+
+
+def _check_record(report: BundleReport, meta: Mapping[str, Any], entries: Mapping[int, SignedEntry]) -> None:
+    """§4.7 ``record``: the signed list of every included entry.  Each listed entry MUST be present
+    with the listed leaf hash, type, case and item; no entry may be present that is not listed; each
+    listed item MUST have an ingest entry of the case; entries MUST be relevant (§4.1)."""
+    name, subject = "evidence-record", "evidence/bundle.json"
+    record = meta.get("record")
+    if not isinstance(record, list):
+        report.fail(name, "bundle.json has no signed 'record' of the included entries: a dropped entry could not be "
+                    "detected", subject)
+        return
+    bad = 0
+    listed: dict[int, Mapping[str, Any]] = {}
+    for n, r in enumerate(record):
+        if (not isinstance(r, dict) or set(r) != _REQUIRED_RECORD_KEYS or not isinstance(r["seq"], int)
+                or isinstance(r["seq"], bool) or r["seq"] < 0 or r["seq"] in listed):
+            report.fail(name, f"record[{n}] is malformed or repeated (expected an object with {sorted(_REQUIRED_RECORD_KEYS)})",
+                        subject)
+            bad += 1
+            continue
+        listed[r["seq"]] = r
+    if [r.get("seq") for r in record if isinstance(r, dict)] != sorted(listed):
+        report.fail(name, "record is not in ascending seq order", subject)
+        bad += 1
+    for seq, r in sorted(listed.items()):
+        s = entries.get(seq)
+        if s is None:
+            report.fail(name, f"entry {seq} ({r.get('type')}, case {r.get('case')!r}) is listed in the signed record but "
+                        "missing from the bundle: it was removed after export", f"entry {seq}")
+            bad += 1
+            continue
+        e = s.entry
+        found = {"seq": seq, "leaf": s.leaf_hash.hex(), "type": e.type, "case": e.case, "item": e.body.get("item")}
+        diff = [k for k in sorted(_REQUIRED_RECORD_KEYS) if r.get(k) != found[k]]
+        if diff:
+            report.fail(name, "differs from the signed record: " + "; ".join(f"{k} expected={r.get(k)!r} found={found[k]!r}"
+                                                                            for k in diff), f"entry {seq}")
+            bad += 1
+    for seq in sorted(set(entries) - set(listed)):
+        report.fail(name, "entry is in the bundle but not in the exporter's signed record (added after export?)", f"entry {seq}")
+        bad += 1
+    items = _listed_items(meta)
+    case = meta.get("case")
+    for sha in sorted(items):
+        if not any(s.entry.type == "ingest" and s.entry.body.get("item") == sha and s.entry.case == case
+                   for s in entries.values()):
+            report.fail(name, f"no ingest entry of case {case!r} for item {sha[:16]}…: its first custody entry is missing",
+                        str(items[sha].get("path", sha)))
+            bad += 1
+    for seq, s in sorted(entries.items()):
+        e = s.entry
+        item = e.body.get("item")
+        if e.type not in ("key-enroll", "key-revoke") and item is not None and item not in items:
+            report.fail(name, f"entry is about item {str(item)[:16]}…, which the bundle does not carry (§4.1)", f"entry {seq}")
+            bad += 1
+    if not bad:
+        report.add(name, True, f"the exporter's signed record lists exactly the {len(listed)} included entries (leaf "
+                   "hash, type, case, item), and every item's ingest entry is among them", subject)
+
+
+def _check_chain(report: BundleReport, entries: Mapping[int, SignedEntry]) -> None:
+    """docs/ledger-format.md: ``prev`` of entry N is the entry hash of entry N-1 (of the genesis
+    value for entry 0).  Checked wherever both ends are in the bundle."""
+    name = "evidence-chain"
+    links = bad = 0
+    for seq, s in sorted(entries.items()):
+        if seq == 0:
+            expected = _GENESIS_PREV
+        elif seq - 1 in entries:
+            expected = entries[seq - 1].entry_hash
+        else:
+            continue
+        links += 1
+        if s.entry.prev != expected:
+            bad += 1
+            report.fail(name, f"hash chain broken: expected prev={expected} found prev={s.entry.prev} (an entry "
+                        "between them was removed, replaced or reordered)", f"entry {seq}")
+    if not bad:
+        report.add(name, True, f"{links} hash-chain links checked (every pair of consecutive entries present); "
+                   "entries whose predecessor is not in the bundle are bound by their inclusion proofs instead")
+
+
+def _check_carried_consistency(report: BundleReport, proofs: Mapping[str, Any], cp: Checkpoint) -> None:
+    """§4.5: every consistency proof the bundle carries MUST verify, with or without --checkpoint."""
+    name = "evidence-consistency"
+    carried = proofs.get("consistency", [])
+    if not isinstance(carried, list):
+        report.fail(name, "'consistency' is not a list", "evidence/proofs.json")
+        return
+    bad = 0
+    for n, c in enumerate(carried):
+        subject = f"evidence/proofs.json consistency[{n}]"
+        try:
+            if not isinstance(c, dict) or set(c) != {"from_size", "from_root", "proof"}:
+                raise FormatError("expected an object with from_size, from_root, proof")
+            size, proof = c["from_size"], c["proof"]
+            if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= cp.tree_size or not isinstance(proof, list):
+                raise FormatError(f"from_size must be an integer in 1..{cp.tree_size}, found {size!r}")
+            merkle.verify_consistency(size, cp.tree_size, [_hexbytes(h) for h in proof], _hexbytes(c["from_root"]),
+                                      cp.root_hash)
+        except EvidenceLockError as exc:
+            report.fail(name, str(exc), subject)
+            bad += 1
+    if carried and not bad:
+        report.add(name, True, f"all {len(carried)} consistency proofs carried verify (RFC 9162 §2.1.4.2) up to tree "
+                   f"size {cp.tree_size}", "evidence/proofs.json")
+
+
+def _check_names(report: BundleReport, meta: Mapping[str, Any], entries: Mapping[int, SignedEntry]) -> None:
+    """§3: each payload path MUST be derivable from a signed source path of the item's ingest
+    entries in the case; ``original_names`` MUST be those signed paths."""
+    name = "evidence-payload-name"
+    case = meta.get("case")
+    bad = 0
+    items = _listed_items(meta)
+    for sha, item in sorted(items.items()):
+        path = item.get("path")
+        signed = [s.entry.body["source"].get("path") for _, s in sorted(entries.items())
+                  if s.entry.type == "ingest" and s.entry.body.get("item") == sha and s.entry.case == case
+                  and isinstance(s.entry.body.get("source"), dict) and isinstance(s.entry.body["source"].get("path"), str)]
+        if not isinstance(path, str) or not signed:
+            continue  # reported by evidence-record / evidence-payload-covered
+        if not any(derivable_from(path, o, sha) for o in signed):
+            report.fail(name, f"payload path is not derived from the signed source name(s) {signed} (§3): the file was "
+                        "renamed after ingest", path)
+            bad += 1
+        if item.get("original_names") != signed:
+            report.fail(name, f"original_names expected={signed} (signed ingest entries) found={item.get('original_names')}",
+                        path)
+            bad += 1
+    if items and not bad:
+        report.add(name, True, f"every payload path ({len(items)}) is derived from the source name signed at ingest")
+
+
+_BAG_INFO_FIXED = {"Internal-Sender-Description": "evidencelock evidence bundle: see VERIFY.md and report.html"}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _check_bag_info_signed(src: BagSource, report: BundleReport, meta: Mapping[str, Any]) -> None:
+    """§2: every bag-info.txt field is either derived from signed bundle.json values or fixed text;
+    any other field is refused (bag-info.txt itself is not signed)."""
+    name, subject = "evidence-bag-info", "bag-info.txt"
+    try:
+        text = src.read_small(subject, 1 << 20).decode("utf-8")
+    except KeyError:
+        report.fail(name, "missing (§2 requires bag-info.txt)", subject)
+        return
+    except (InputError, UnicodeDecodeError, OSError) as exc:
+        report.fail(name, f"unreadable: {exc}", subject)
+        return
+    expected = {
+        "Bag-Software-Agent": _one_line(str(meta.get("software", ""))),
+        "Bagging-Date": str(meta.get("created", ""))[:10],
+        "External-Identifier": _one_line(str(meta.get("case", ""))),
+        "Source-Organization": _one_line(str(meta.get("origin", ""))),
+        **_BAG_INFO_FIXED,
+    }
+    items = _listed_items(meta).values()
+    expected["Payload-Oxum"] = f"{sum(i.get('size', 0) for i in items if isinstance(i.get('size'), int))}.{len(items)}"
+    seen: set[str] = set()
+    bad = 0
+    for n, line in enumerate(text.splitlines(), 1):
+        label, sep, value = line.partition(":")
+        if not sep or label in seen or label not in expected:
+            why = ("is not 'Label: value'" if not sep else f"repeats {label!r}" if label in seen
+                   else f"field {label!r} is not part of the signed bundle (added after export?)")
+            report.fail(name, f"line {n} {why}", subject)
+            bad += 1
+            continue
+        seen.add(label)
+        if value.strip() != expected[label]:
+            report.fail(name, f"{label} expected={expected[label]!r} (signed bundle.json) found={value.strip()!r}", subject)
+            bad += 1
+    for label in sorted(set(expected) - seen):
+        report.fail(name, f"field {label} is missing", subject)
+        bad += 1
+    if not bad:
+        report.add(name, True, "every bag-info.txt field matches the signed bundle.json (case, origin, date, software, "
+                   "Payload-Oxum)", subject)
+
+
+_ALLOWED_TOP = {"bagit.txt", "bag-info.txt", "manifest-sha256.txt", "manifest-sha512.txt", "tagmanifest-sha256.txt",
+                "tagmanifest-sha512.txt", "VERIFY.md", "report.html", "report.pdf", "certification.md",
+                "evidence/bundle.json", "evidence/bundle.json.sig", "evidence/entries.jsonl", "evidence/proofs.json",
+                "evidence/checkpoint.txt", "evidence/checkpoint-body.txt", "evidence/checkpoint.sig",
+                "evidence/timestamp.tst", "evidence/tsa-chain.pem", "evidence/metadata.json"}
+
+
+def _check_allowed_files(src: BagSource, report: BundleReport) -> None:
+    """§2 "No other files": an extra manifest (e.g. manifest-md5.txt) or any unlisted tag file is refused."""
+    name = "evidence-unexpected-file"
+    extra = sorted(p for p in src.sizes if not p.startswith("data/") and p not in _ALLOWED_TOP
+                   and not _SEQ_FILE.match(p) and not _KEY_FILE.match(p))
+    for p in extra[:50]:
+        report.fail(name, "file not allowed in an evidence bundle (§2: no other files)", p)
+    if not extra:
+        report.add(name, True, "the bag holds only the files §2 allows")

@@ -167,10 +167,63 @@ def _load_entries(vault: Vault, case: str, items: list[str]) -> dict[int, Signed
                 t.c.item.in_(items[i:i + 500]), t.c.case_id == case)).all()
             for r in rows:
                 out[r.seq] = SignedEntry.from_bytes(bytes(r.canonical), bytes(r.signature), subject=f"entry {r.seq}")
+        # §4.1: case-level custody events (e.g. earlier exports of this case) and every key entry.
         for r in conn.execute(select(t.c.seq, t.c.canonical, t.c.signature).where(
-                or_(t.c.type == "key-enroll", t.c.type == "key-revoke"))).all():
+                or_(t.c.type == "key-enroll", t.c.type == "key-revoke", (t.c.case_id == case) & t.c.item.is_(None)))).all():
             out[r.seq] = SignedEntry.from_bytes(bytes(r.canonical), bytes(r.signature), subject=f"entry {r.seq}")
-    return out
+    # The columns are only an index: keep what the signed bytes say is relevant (§4.1).
+    wanted = set(items)
+    return {seq: s for seq, s in out.items() if is_relevant(s, case, wanted)}
+
+
+def is_relevant(s: SignedEntry, case: str, items: set[str]) -> bool:
+    """docs/bundle-format.md §4.1: the entries a bundle of ``items`` of ``case`` must include."""
+    e = s.entry
+    if e.type in ("key-enroll", "key-revoke"):
+        return True
+    if e.case != case:
+        return False
+    item = e.body.get("item")
+    return item is None or item in items
+
+
+def _record(entries: dict[int, SignedEntry]) -> list[dict[str, Any]]:
+    """§4.7 ``record``: every included entry, signed by the exporter so none can be dropped."""
+    return [{"seq": seq, "leaf": entries[seq].leaf_hash.hex(), "type": entries[seq].entry.type,
+             "case": entries[seq].entry.case, "item": entries[seq].entry.body.get("item")}
+            for seq in sorted(entries)]
+
+
+def _plan_names(entries: dict[int, SignedEntry], sha_items: list[str], item_sizes: dict[str, int]) -> list[dict[str, Any]]:
+    """§3: one payload path per item, from the source path of its first ingest entry in the case.
+
+    Decided before anything is written or signed (an impossible name fails here, harmlessly).
+    """
+    ingest_of: dict[str, list[SignedEntry]] = {}
+    for seq in sorted(entries):
+        s = entries[seq]
+        if s.entry.type == "ingest":
+            ingest_of.setdefault(s.entry.body["item"], []).append(s)
+    missing = [h for h in sha_items if h not in ingest_of]
+    if missing:
+        raise InputError(f"item {missing[0]} has no ingest entry in this case",
+                         hint="run `evidencelock verify`; nothing was exported")
+    names = NameAllocator()
+    plan: list[dict[str, Any]] = []
+    for sha in sorted(sha_items, key=lambda h: ingest_of[h][0].entry.seq):
+        originals = [_source_path(s) for s in ingest_of[sha]]
+        try:
+            path = names.allocate(originals[0] or sha, sha)
+        except ValueError as exc:
+            raise InputError(str(exc), hint="nothing was exported") from None
+        plan.append({"sha256": sha, "path": path, "original_names": originals,
+                     "size": item_sizes[sha], "entries": [s.entry.seq for s in ingest_of[sha]]})
+    return plan
+
+
+def _source_path(s: SignedEntry) -> str:
+    src = s.entry.body.get("source")
+    return str(src.get("path", "")) if isinstance(src, dict) else ""
 
 
 @dataclass(frozen=True)
@@ -301,6 +354,13 @@ def export_bundle(
     keys = vault.enrolled_keys()
     if key.key_id not in keys:
         raise InputError("the exporting custodian's key is not enrolled in this vault")
+    # Item 18 / §6: decide the items, their names and the entries before anything is signed.
+    with vault.ledger.reader() as conn:
+        item_rows = {r.sha256: r for r in conn.execute(select(schema.items).where(schema.items.c.sha256.in_(sha_items))).all()}
+    unknown = [h for h in sha_items if h not in item_rows]
+    if unknown:
+        raise InputError(f"item {unknown[0]} is not preserved in this vault", hint="run `evidencelock verify`; nothing was exported")
+    plan = _plan_names(entries, sha_items, {h: int(r.size) for h, r in item_rows.items()})
     created = now()
     chosen = _choose_checkpoint(vault, key, keys, max(entries) + 1, created, tsa_urls=tsa_urls,
                                 tsa_certificates=tsa_certificates, tsa_timeout=tsa_timeout)
@@ -311,24 +371,10 @@ def export_bundle(
         proofs = {seq: treestore.inclusion_proof_at(conn, seq, cp.tree_size) for seq in sorted(entries)}
         consistency = [{"from_size": s, "from_root": r.hex(),
                         "proof": [h.hex() for h in treestore.consistency_proof_at(conn, s, cp.tree_size)]} for s, r in earlier]
-        item_rows = {r.sha256: r for r in conn.execute(select(schema.items).where(schema.items.c.sha256.in_(sha_items))).all()}
     # Check what we are about to certify, with the same core the verifier uses.
     for seq, s in entries.items():
         s.verify_signature(keys[s.entry.actor]) if s.entry.actor in keys else None
         merkle.verify_inclusion(s.leaf_hash, seq, cp.tree_size, proofs[seq], cp.root_hash)
-
-    # Names: the first ingest of each item in this case names it.
-    ingest_of: dict[str, list[SignedEntry]] = {}
-    for seq in sorted(entries):
-        s = entries[seq]
-        if s.entry.type == "ingest":
-            ingest_of.setdefault(s.entry.body["item"], []).append(s)
-    names = NameAllocator()
-    plan: list[dict[str, Any]] = []
-    for sha in sorted(sha_items, key=lambda h: ingest_of[h][0].entry.seq):
-        originals = [str(s.entry.body.get("source", {}).get("path", "")) for s in ingest_of[sha]]
-        plan.append({"sha256": sha, "path": names.allocate(originals[0] or sha, sha), "original_names": originals,
-                     "size": int(item_rows[sha].size), "entries": [s.entry.seq for s in ingest_of[sha]]})
 
     tmp = out.parent / f".{out.name}.partial-{secrets.token_hex(6)}"
     tmp.mkdir()
@@ -395,6 +441,7 @@ def export_bundle(
             "created": _fmt(created), "software": _software(), "exporter": key.key_id,
             "checkpoint": {"size": cp.tree_size, "root": cp.root_hash.hex(), "file": "evidence/checkpoint.txt"},
             "items": [{k: p[k] for k in ("path", "sha256", "sha512", "size", "original_names", "entries")} for p in plan],
+            "record": _record(entries),
             "files": files,
         }, indent=1, sort_keys=True, ensure_ascii=False).encode()
         _write(ev / "bundle.json", bundle_json)

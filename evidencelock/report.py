@@ -425,6 +425,16 @@ def report_pdf(ctx: Any) -> bytes:
     return bytes(pdf.output())
 
 
+def _chain_sentence(ctx: Any) -> str:
+    """What was checked of the hash chain in this bundle, and no more (issue 9 item 1)."""
+    seqs = set(ctx.entries)
+    links = sum(1 for s in seqs if s - 1 in seqs or s == 0)
+    return (f"The bundle carries {len(seqs)} custody records, listed with their Merkle leaf hashes in the signed "
+            f"`evidence/bundle.json` (`record`); the link to the previous record was checked for the {links} records "
+            "whose predecessor is also in the bundle. Records of the log that are not in the bundle (other cases, "
+            "checkpoints, audits) were not examined.")
+
+
 def certification_md(ctx: Any) -> str:
     cp = ctx.checkpoint
     rows = "\n".join(f"| `{p['path']}` | {p['size']} | `{p['sha256']}` | "
@@ -458,9 +468,9 @@ I, ______________________ [name], declare:
    system read its bytes once and computed its SHA-256 digest (FIPS 180-4) and a second digest
    (BLAKE3), stored the bytes unaltered in write-once storage addressed by the SHA-256 digest,
    and recorded the digests, size, source and time in a custody record signed with the
-   custodian's Ed25519 key (RFC 8032). Each record is chained to the previous one by its
-   SHA-256 digest and committed to an RFC 9162 Merkle tree, whose state is periodically signed
-   as a checkpoint.
+   custodian's Ed25519 key (RFC 8032). In the system's log each record names the SHA-256 digest
+   of the previous one and is committed to an RFC 9162 Merkle tree, whose state is periodically
+   signed as a checkpoint.
 
 {ingest_lines}
 
@@ -469,7 +479,7 @@ I, ______________________ [name], declare:
    SHA-256 digest of every file was recomputed and compared with the digest in its signed
    ingest record; all matched. SHA-512 digests were computed at the same time for the BagIt
    manifests. The custody records' signatures and their inclusion in the log checkpoint of
-   size {cp.tree_size} (root `{cp.root_hash.hex()}`, log `{cp.origin}`) were verified. {ts}
+   size {cp.tree_size} (root `{cp.root_hash.hex()}`, log `{cp.origin}`) were verified. {_chain_sentence(ctx)} {ts}
 
 4. The files listed below are true duplicates of the original records as ingested: each has
    the same SHA-256 digest as recorded at ingest.

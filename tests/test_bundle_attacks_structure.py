@@ -364,19 +364,53 @@ def test_bundle_without_report_files_verifies(world):
 
 def test_bundle_json_vectors_in_docs():
     """docs/vectors/bundle.json: the exact bytes, signature and key; the expected check results."""
+    import sys
+
+    from evidencelock.bundle import verify as bv
+    from evidencelock.bundle._paths import derivable_from
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "vectors"))
+    import make_bundle_vectors
+
     v = json.loads(VECTORS.read_text())
+    assert make_bundle_vectors.build() == v, "docs/vectors/bundle.json drifted from the code: regenerate it"
     key = PublicKey(bytes.fromhex(v["public_key"]))
     data = base64.b64decode(v["bundle_json_b64"])
     assert hashlib.sha256(data).hexdigest() == v["bundle_json_sha256"]
     assert key.key_id == v["key_id"] == json.loads(data)["exporter"]
     key.verify(data, bytes.fromhex(v["signature"]), subject="vector")
-    # The vector is reproducible from its seed (Ed25519 is deterministic).
-    seed_key = CustodianKey.from_seed(bytes.fromhex(v["seed"]), "vector")
-    assert seed_key.sign(data).hex() == v["signature"]
-    meta = json.loads(data)
     for case in v["cases"]:
-        from evidencelock.bundle._paths import derivable_from
         assert derivable_from(case["path"], case["source_path"], case["sha256"]) is case["derivable"], case
-    leaf = {r["seq"]: r["leaf"] for r in meta["record"]}
-    for e in v["entries"]:
-        assert hashlib.sha256(b"\x00" + base64.b64decode(e["canonical_b64"])).hexdigest() == leaf[e["seq"]]
+    meta = json.loads(data)
+    entries = {e["seq"]: SignedEntry.from_bytes(base64.b64decode(e["canonical_b64"]), bytes.fromhex(e["signature"]))
+               for e in v["entries"]}
+    for s in entries.values():
+        s.verify_signature(key)
+
+    def run(meta_, entries_):
+        r = bv.BundleReport("vector")
+        bv._check_record(r, meta_, entries_)
+        bv._check_chain(r, entries_)
+        bv._check_names(r, meta_, entries_)
+        return r
+
+    def without(d, seq):
+        return {k: x for k, x in d.items() if k != seq}
+
+    mutated = {
+        "none": (meta, entries),
+        "entry 2 removed from the bundle": (meta, without(entries, 2)),
+        "record[2] removed from bundle.json (re-signed)": ({**meta, "record": meta["record"][:2]}, entries),
+        "record[1].leaf changed": ({**meta, "record": [meta["record"][0], {**meta["record"][1], "leaf": "00" * 32},
+                                                         meta["record"][2]]}, entries),
+        "entry 1 removed from the bundle and from the record (re-signed)": (
+            {**meta, "record": [r for r in meta["record"] if r["seq"] != 1]}, without(entries, 1)),
+        "items[0].path = data/DCIM/confession.mp4 (re-signed)": (
+            {**meta, "items": [{**meta["items"][0], "path": "data/DCIM/confession.mp4"}]}, entries),
+    }
+    for exp in v["expected"]:
+        r = run(*mutated[exp["mutation"]])
+        if "fails" not in exp:
+            assert not r.failures, r.failures
+        else:
+            assert any(c.name == exp["fails"] and c.subject == exp["subject"] for c in r.failures), (exp, r.failures)

@@ -451,7 +451,7 @@ def export_bundle(
         for alg in ("sha256", "sha512"):
             _write(tmp / f"manifest-{alg}.txt", "".join(f"{p[alg]}  {p['path']}\n" for p in plan).encode())
         total = sum(p["size"] for p in plan)
-        info = [("Bag-Software-Agent", _software()), ("Bagging-Date", _fmt(created)[:10]),
+        info = [("Bag-Software-Agent", _one_line(_software())), ("Bagging-Date", _fmt(created)[:10]),
                 ("Payload-Oxum", f"{total}.{len(plan)}"), ("External-Identifier", _one_line(case)),
                 ("Source-Organization", _one_line(cp.origin)),
                 ("Internal-Sender-Description", "evidencelock evidence bundle: see VERIFY.md and report.html")]

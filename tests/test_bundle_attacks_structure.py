@@ -414,3 +414,71 @@ def test_bundle_json_vectors_in_docs():
             assert not r.failures, r.failures
         else:
             assert any(c.name == exp["fails"] and c.subject == exp["subject"] for c in r.failures), (exp, r.failures)
+
+
+# -- item 1 (with item 10's database edits): the exporter decides from the signed bytes -------------
+@pytest.fixture
+def small_vault(tmp_path):
+    vault, clock = build_vault(tmp_path)
+    key = vault.unlock(PASSPHRASE)
+    (tmp_path / "card").mkdir()
+    (tmp_path / "card" / "a.txt").write_bytes(b"first file\n")
+    (tmp_path / "card" / "b.txt").write_bytes(b"second file\n")
+    ingest(vault, [tmp_path / "card"], key=key, case=CASE, now=clock, extract_media=False)
+    team_b = enroll_custodian(vault, key, name="Team B", passphrase=PASSPHRASE, now=clock())
+    transfer_items(vault, key, items=[], case=CASE, to=team_b.key_id, note="to B", now=clock)
+    vault.close()
+    return tmp_path / "vault"
+
+
+def _sql(vault_path: Path, statement: str) -> None:
+    import sqlite3
+
+    con = sqlite3.connect(vault_path / "ledger.sqlite")
+    with con:
+        assert con.execute(statement).rowcount >= 1
+    con.close()
+
+
+def test_export_is_not_fooled_by_an_edited_case_column(small_vault, tmp_path):
+    """A transfer moved to another case in the database only: the signed bytes still say Case 9."""
+    p = run_cli("export", "--case", CASE, "-o", tmp_path / "genuine", "--no-report", vault=small_vault)
+    assert p.code == 0, p.stdout + p.stderr
+    _sql(small_vault, "UPDATE entries SET case_id = 'Other case' WHERE type = 'transfer'")
+    p = run_cli("export", "--case", CASE, "-o", tmp_path / "edited", "--no-report", vault=small_vault)
+    assert p.code == 1 and "Traceback" not in p.stderr, p.stdout + p.stderr
+    assert "derived columns" in p.stdout + p.stderr and "entry" in p.stdout + p.stderr
+    assert not (tmp_path / "edited").exists()
+
+
+def test_export_is_not_fooled_by_a_deleted_sources_row(small_vault, tmp_path):
+    _sql(small_vault, "DELETE FROM sources WHERE id = (SELECT MIN(id) FROM sources)")
+    p = run_cli("export", "--case", CASE, "-o", tmp_path / "edited", "--no-report", vault=small_vault)
+    assert p.code == 1 and "Traceback" not in p.stderr, p.stdout + p.stderr
+    assert "appears only in the signed ingest entries" in p.stdout + p.stderr
+    assert not (tmp_path / "edited").exists()
+
+
+def test_deleted_transfer_in_a_zip_bundle_is_refused(world, bag, tmp_path):
+    seq = seq_of(bag, "transfer")
+    genuine = tmp_path / "genuine.zip"
+    shutil.make_archive(str(genuine.with_suffix("")), "zip", bag.parent, bag.name)
+    assert verify_cli(world, genuine).code == 0
+    drop_entry(bag, seq)
+    tampered = tmp_path / "tampered.zip"
+    shutil.make_archive(str(tampered.with_suffix("")), "zip", bag.parent, bag.name)
+    assert_refused(verify_cli(world, tampered), "evidence-record", f"entry {seq}")
+
+
+def test_deleted_item_with_its_entries_is_refused(world, bag):
+    """Remove a whole item: payload, manifest lines, its ingest and transfer entries (no key)."""
+    meta = json.loads((bag / "evidence/bundle.json").read_text())
+    item = next(i for i in meta["items"] if i["path"].endswith("y.txt"))
+    (bag / item["path"]).unlink()
+    for seq, e in sorted(entries_of(bag).items()):
+        if e["body"].get("item") == item["sha256"]:
+            drop_entry(bag, seq)
+    regen_manifests(bag)
+    r = verify_cli(world, bag)
+    assert_refused(r, "evidence-record")
+    assert item["path"] in r.stdout

@@ -32,12 +32,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from .. import checkpoint as cp_mod
 from .. import merkle, schema, timestamp, transparency, treestore
-from ..entry import SignedEntry
-from ..errors import DigestMismatch, EvidenceLockError, InputError, StorageError
+from ..entry import SignedEntry, canonicalize
+from ..errors import DigestMismatch, EvidenceLockError, InputError, StorageError, VerificationError
 from ..keys import CustodianKey, PublicKey
 from ..store import _fsync_dir, _syncfs  # one syncfs(2) helper for the whole package
 from ..vault import Vault
@@ -159,21 +159,58 @@ def _resolve_items(vault: Vault, case: str, items: Sequence[str] | None) -> list
 
 
 def _load_entries(vault: Vault, case: str, items: list[str]) -> dict[int, SignedEntry]:
-    t = schema.entries
-    out: dict[int, SignedEntry] = {}
-    with vault.ledger.reader() as conn:
-        for i in range(0, len(items), 500):
-            rows = conn.execute(select(t.c.seq, t.c.canonical, t.c.signature).where(
-                t.c.item.in_(items[i:i + 500]), t.c.case_id == case)).all()
-            for r in rows:
-                out[r.seq] = SignedEntry.from_bytes(bytes(r.canonical), bytes(r.signature), subject=f"entry {r.seq}")
-        # §4.1: case-level custody events (e.g. earlier exports of this case) and every key entry.
-        for r in conn.execute(select(t.c.seq, t.c.canonical, t.c.signature).where(
-                or_(t.c.type == "key-enroll", t.c.type == "key-revoke", (t.c.case_id == case) & t.c.item.is_(None)))).all():
-            out[r.seq] = SignedEntry.from_bytes(bytes(r.canonical), bytes(r.signature), subject=f"entry {r.seq}")
-    # The columns are only an index: keep what the signed bytes say is relevant (§4.1).
+    """The entries a bundle of ``items`` of ``case`` includes (§4.1), decided from the signed bytes."""
+    scanned, _ = _scan_case(vault, case)
     wanted = set(items)
-    return {seq: s for seq, s in out.items() if is_relevant(s, case, wanted)}
+    return {seq: s for seq, s in scanned.items() if is_relevant(s, case, wanted)}
+
+
+def _scan_case(vault: Vault, case: str) -> tuple[dict[int, SignedEntry], set[str]]:
+    """Every key entry and every entry of ``case``, decided from the signed bytes, and the items
+    the case's signed ingest entries name.
+
+    The ``type``/``case_id``/``item`` columns are only an index (schema.py): a row whose columns
+    were edited must not silently drop (or add) an entry, so every row is looked at and each
+    candidate's columns are compared with its signed bytes (issue 9 items 1, 10).  The byte test
+    is exact: canonical JSON holds ``"case":<canonical case>`` for the entry's own case, and a
+    quote inside a string value is always escaped.
+    """
+    t = schema.entries
+    case_bytes = b'"case":' + canonicalize(case)
+    out: dict[int, SignedEntry] = {}
+    items: set[str] = set()
+    with vault.ledger.reader() as conn:
+        rows = conn.execute(select(t.c.seq, t.c.canonical, t.c.signature, t.c.type, t.c.case_id, t.c.item))
+        for r in rows:
+            raw = bytes(r.canonical)
+            by_column = r.case_id == case or r.type in ("key-enroll", "key-revoke")
+            if not (by_column or case_bytes in raw or b'"type":"key-' in raw):
+                continue
+            s = SignedEntry.from_bytes(raw, bytes(r.signature), subject=f"entry {r.seq}")
+            e = s.entry
+            found, expected = (r.seq, r.type, r.case_id, r.item), (e.seq, e.type, e.case, e.item)
+            if found != expected:
+                raise VerificationError(
+                    f"the database's derived columns (seq, type, case, item) disagree with the signed entry: "
+                    f"expected={expected} found={found}", subject=f"entry {r.seq}",
+                    hint="the vault database may have been modified; run `evidencelock verify`; nothing was exported")
+            if e.type in ("key-enroll", "key-revoke") or e.case == case:
+                out[e.seq] = s
+                if e.type == "ingest" and e.case == case and e.item is not None:
+                    items.add(e.item)
+    return out, items
+
+
+def _check_sources(vault: Vault, case: str, signed_items: set[str]) -> None:
+    """The ``sources`` table (which lists a case's items) must agree with the signed ingests."""
+    with vault.ledger.reader() as conn:
+        in_table = {r.sha256 for r in conn.execute(
+            select(schema.sources.c.sha256).where(schema.sources.c.case_id == case).distinct()).all()}
+    for sha in sorted(in_table ^ signed_items):
+        where = "the sources table" if sha in in_table else "the signed ingest entries"
+        raise VerificationError(f"item {sha} of case {case!r} appears only in {where}", subject="sources",
+                                hint="the vault database may have been modified; run `evidencelock verify`; "
+                                     "nothing was exported")
 
 
 def is_relevant(s: SignedEntry, case: str, items: set[str]) -> bool:
@@ -349,8 +386,10 @@ def export_bundle(
         raise InputError("the bundle target already exists; choose a new name", subject=str(out))
     if not out.parent.is_dir():
         raise InputError("the folder for the bundle does not exist", subject=str(out.parent))
+    scanned, signed_items = _scan_case(vault, case)
+    _check_sources(vault, case, signed_items)
     sha_items = _resolve_items(vault, case, items)
-    entries = _load_entries(vault, case, sha_items)
+    entries = {seq: s for seq, s in scanned.items() if is_relevant(s, case, set(sha_items))}
     keys = vault.enrolled_keys()
     if key.key_id not in keys:
         raise InputError("the exporting custodian's key is not enrolled in this vault")

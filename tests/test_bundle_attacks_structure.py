@@ -482,3 +482,21 @@ def test_deleted_item_with_its_entries_is_refused(world, bag):
     r = verify_cli(world, bag)
     assert_refused(r, "evidence-record")
     assert item["path"] in r.stdout
+
+
+def test_item_entries_list_edited_in_resigned_bundle_json_is_refused(world, bag):
+    def edit(m):
+        for i in m["items"]:
+            if i["path"].endswith("hello.txt"):
+                i["entries"] = i["entries"][1:]  # hide the first ingest from the item's list
+
+    resign_bundle_json(world, bag, edit)
+    assert_refused(verify_cli(world, bag), "evidence-record", "items[].entries", "hello.txt")
+
+
+def test_checkpoint_named_in_bundle_json_must_be_the_carried_one(world, bag):
+    def edit(m):
+        m["checkpoint"]["size"] += 1
+
+    resign_bundle_json(world, bag, edit)
+    assert_refused(verify_cli(world, bag), "evidence-bundle-checkpoint", "evidence/bundle.json")

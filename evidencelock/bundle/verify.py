@@ -646,6 +646,7 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
     # 7b. Completeness of the custody record (§4.7 record), hash chain (§5 step 6b), names (§3),
     #     bag-info fields (§2) and the closed list of files (§2).
     _check_record(report, meta, entries)
+    _check_bundle_checkpoint(report, meta, cp)
     _check_chain(report, entries)
     _check_names(report, meta, entries)
     _check_bag_info_signed(src, report, meta)
@@ -902,6 +903,13 @@ def _check_record(report: BundleReport, meta: Mapping[str, Any], entries: Mappin
             report.fail(name, f"no ingest entry of case {case!r} for item {sha[:16]}…: its first custody entry is missing",
                         str(items[sha].get("path", sha)))
             bad += 1
+    for sha, it in sorted(items.items()):
+        ingest_seqs = sorted(seq for seq, s in entries.items() if s.entry.type == "ingest"
+                             and s.entry.body.get("item") == sha and s.entry.case == case)
+        if ingest_seqs and it.get("entries") != ingest_seqs:
+            report.fail(name, f"items[].entries expected={ingest_seqs} (the item's ingest entries in the bundle) "
+                        f"found={it.get('entries')}", str(it.get("path", sha)))
+            bad += 1
     for seq, s in sorted(entries.items()):
         e = s.entry
         item = e.body.get("item")
@@ -1053,3 +1061,16 @@ def _check_allowed_files(src: BagSource, report: BundleReport) -> None:
         report.fail(name, "file not allowed in an evidence bundle (§2: no other files)", p)
     if not extra:
         report.add(name, True, "the bag holds only the files §2 allows")
+
+
+def _check_bundle_checkpoint(report: BundleReport, meta: Mapping[str, Any], cp: Checkpoint | None) -> None:
+    """§4.7: bundle.json ``checkpoint`` MUST name the checkpoint the bundle carries."""
+    name, subject = "evidence-bundle-checkpoint", "evidence/bundle.json"
+    if cp is None:
+        return  # the checkpoint itself failed (reported above)
+    claimed = meta.get("checkpoint")
+    expected = {"size": cp.tree_size, "root": cp.root_hash.hex(), "file": "evidence/checkpoint.txt"}
+    if claimed != expected:
+        report.fail(name, f"bundle.json checkpoint expected={expected} (evidence/checkpoint.txt) found={claimed}", subject)
+    else:
+        report.add(name, True, f"bundle.json names the carried checkpoint (size {cp.tree_size})", subject)

@@ -431,7 +431,8 @@ def _chain_sentence(ctx: Any) -> str:
     links = sum(1 for s in seqs if s - 1 in seqs or s == 0)
     return (f"The bundle carries {len(seqs)} custody records, listed with their Merkle leaf hashes in the signed "
             f"`evidence/bundle.json` (`record`); the link to the previous record was checked for the {links} records "
-            "whose predecessor is also in the bundle. Records of the log that are not in the bundle (other cases, "
+            "whose predecessor is also in the bundle (record 0: the genesis value); the others are bound to the "
+            "checkpoint by their Merkle inclusion proofs only. Records of the log that are not in the bundle (other cases, "
             "checkpoints, audits) were not examined.")
 
 

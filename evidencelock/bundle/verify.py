@@ -815,10 +815,11 @@ def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: Publ
                                   f"checkpoint at tree size {cp.tree_size} (root {cp.root_hash.hex()[:16]}…) signed by key "
                                   f"{signer.key_id[:16]}… ({signer.name}); none of them can have been rewritten without "
                                   "changing that checkpoint.")
-        links = sum(1 for seq in entries if seq - 1 in entries)
+        links = sum(1 for seq in entries if seq == 0 or seq - 1 in entries)
         report.established.append(f"Every entry listed in the exporter's signed record is present ({len(entries)} entries), "
-                                  f"and the hash-chain link (prev) was checked for the {links} pairs of consecutive "
-                                  "entries present in the bundle.")
+                                  f"and the hash-chain link (prev) was checked for the {links} entries whose predecessor "
+                                  "is also in the bundle (entry 0: the genesis value); the others are bound to the log "
+                                  "by their inclusion proofs only.")
         report.not_established.append("That the exporter listed every relevant entry: the signed record is the exporter's "
                                       "statement; someone holding an enrolled key could export a bundle that omits entries "
                                       "(compare with a bundle or audit obtained from another custodian).")
@@ -939,7 +940,8 @@ def _check_chain(report: BundleReport, entries: Mapping[int, SignedEntry]) -> No
             report.fail(name, f"hash chain broken: expected prev={expected} found prev={s.entry.prev} (an entry "
                         "between them was removed, replaced or reordered)", f"entry {seq}")
     if not bad:
-        report.add(name, True, f"{links} hash-chain links checked (every pair of consecutive entries present); "
+        report.add(name, True, f"{links} hash-chain links checked (every entry whose predecessor is present; entry 0 "
+                   "against the genesis value); "
                    "entries whose predecessor is not in the bundle are bound by their inclusion proofs instead")
 
 

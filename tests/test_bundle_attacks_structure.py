@@ -500,3 +500,10 @@ def test_checkpoint_named_in_bundle_json_must_be_the_carried_one(world, bag):
 
     resign_bundle_json(world, bag, edit)
     assert_refused(verify_cli(world, bag), "evidence-bundle-checkpoint", "evidence/bundle.json")
+
+
+def test_field_added_to_bagit_txt_is_refused(world, bag):
+    with open(bag / "bagit.txt", "a", encoding="utf-8") as f:
+        f.write("Contact-Name: Somebody Else\n")
+    regen_tag_manifests(bag)
+    assert_refused(verify_cli(world, bag), "evidence-bagit-declaration", "bagit.txt")

@@ -651,6 +651,7 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
     _check_names(report, meta, entries)
     _check_bag_info_signed(src, report, meta)
     _check_allowed_files(src, report)
+    _check_bagit_txt_exact(src, report)
 
     # 8. The exporter's signature over bundle.json pins the unsigned tag files.
     _check_bundle_signature(src, report, meta, computed, enrolled)
@@ -1076,3 +1077,21 @@ def _check_bundle_checkpoint(report: BundleReport, meta: Mapping[str, Any], cp: 
         report.fail(name, f"bundle.json checkpoint expected={expected} (evidence/checkpoint.txt) found={claimed}", subject)
     else:
         report.add(name, True, f"bundle.json names the carried checkpoint (size {cp.tree_size})", subject)
+
+
+_BAGIT_TXT = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
+
+
+def _check_bagit_txt_exact(src: BagSource, report: BundleReport) -> None:
+    """§2 / RFC 8493 §2.1.1: ``bagit.txt`` is exactly two lines; it is not signed, so nothing else
+    may be added to it."""
+    name, subject = "evidence-bagit-declaration", "bagit.txt"
+    try:
+        found = src.read_small(subject, 4096)
+    except (KeyError, InputError, OSError) as exc:
+        report.fail(name, f"missing or unreadable: {exc!s}", subject)
+        return
+    if found != _BAGIT_TXT:
+        report.fail(name, f"expected exactly {_BAGIT_TXT!r}, found {found[:200]!r}", subject)
+    else:
+        report.add(name, True, "BagIt 1.0 declaration, exactly as §2 requires", subject)

@@ -507,3 +507,27 @@ def test_field_added_to_bagit_txt_is_refused(world, bag):
         f.write("Contact-Name: Somebody Else\n")
     regen_tag_manifests(bag)
     assert_refused(verify_cli(world, bag), "evidence-bagit-declaration", "bagit.txt")
+
+
+def test_export_of_a_damaged_object_signs_nothing_and_leaves_no_partial_bag(small_vault, tmp_path):
+    """Item 18: the payload is copied and checked before a checkpoint may be signed for the bundle."""
+    import os
+    import sqlite3
+
+    obj = next(p for p in (small_vault / "objects").rglob("*") if p.is_file() and len(p.name) == 64)
+    os.chmod(obj, 0o644)
+    data = bytearray(obj.read_bytes())
+    data[0] ^= 1
+    obj.write_bytes(bytes(data))
+    con = sqlite3.connect(small_vault / "ledger.sqlite")
+    before = con.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+    con.close()
+    out = tmp_path / "outdir"
+    out.mkdir()
+    p = run_cli("export", "--case", CASE, "-o", out / "bundle", "--no-report", vault=small_vault)
+    assert p.code == 1 and "Traceback" not in p.stderr, p.stdout + p.stderr
+    assert obj.name in p.stdout + p.stderr or "sha256" in p.stdout + p.stderr
+    assert list(out.iterdir()) == []  # no bag, no .partial- folder
+    con = sqlite3.connect(small_vault / "ledger.sqlite")
+    assert con.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == before  # no checkpoint, no export entry
+    con.close()

@@ -1,7 +1,10 @@
 """export: write an evidence bundle (BagIt 1.0 bag + evidence tag files) crash-safely.
 
-Order (STYLE.md §9; docs/bundle-format.md §4):
+Order (STYLE.md §9; docs/bundle-format.md §4, §6):
 
+0. items, payload names (§3) and included entries (§4.1) are decided from the signed entries
+   before anything is written or signed; the payload is copied and checked against the ledger
+   before a new checkpoint (a signed entry) may be made for the bundle;
 1. everything is written into ``.<name>.partial-<random>`` next to the target: payload copied
    in one read per file (SHA-256 checked against the ledger, SHA-512 computed in the same
    pass, files in parallel), evidence files, report, manifests, tag manifests; then one
@@ -401,19 +404,9 @@ def export_bundle(
         raise InputError(f"item {unknown[0]} is not preserved in this vault", hint="run `evidencelock verify`; nothing was exported")
     plan = _plan_names(entries, sha_items, {h: int(r.size) for h, r in item_rows.items()})
     created = now()
-    chosen = _choose_checkpoint(vault, key, keys, max(entries) + 1, created, tsa_urls=tsa_urls,
-                                tsa_certificates=tsa_certificates, tsa_timeout=tsa_timeout)
-    cp, note, signer, earlier = chosen.checkpoint, chosen.note, chosen.signer, chosen.earlier
-    body = note.unverified_body  # verified: _choose_checkpoint checked the signature
-    stamp = _pick_stamp(chosen.stored, body, created)
-    with vault.ledger.reader() as conn:
-        proofs = {seq: treestore.inclusion_proof_at(conn, seq, cp.tree_size) for seq in sorted(entries)}
-        consistency = [{"from_size": s, "from_root": r.hex(),
-                        "proof": [h.hex() for h in treestore.consistency_proof_at(conn, s, cp.tree_size)]} for s, r in earlier]
     # Check what we are about to certify, with the same core the verifier uses.
     for seq, s in entries.items():
         s.verify_signature(keys[s.entry.actor]) if s.entry.actor in keys else None
-        merkle.verify_inclusion(s.leaf_hash, seq, cp.tree_size, proofs[seq], cp.root_hash)
 
     tmp = out.parent / f".{out.name}.partial-{secrets.token_hex(6)}"
     tmp.mkdir()
@@ -429,6 +422,20 @@ def export_bundle(
         copy_seconds = time.monotonic() - t0
         for p, (_, sha512, _) in zip(plan, results):
             p["sha512"] = sha512
+        # Only now, with every payload byte copied and checked against the ledger, may a new
+        # checkpoint be signed (§6: a failure above leaves no signed entry and no bag).
+        chosen = _choose_checkpoint(vault, key, keys, max(entries) + 1, created, tsa_urls=tsa_urls,
+                                    tsa_certificates=tsa_certificates, tsa_timeout=tsa_timeout)
+        cp, note, signer, earlier = chosen.checkpoint, chosen.note, chosen.signer, chosen.earlier
+        body = note.unverified_body  # verified: _choose_checkpoint checked the signature
+        stamp = _pick_stamp(chosen.stored, body, created)
+        with vault.ledger.reader() as conn:
+            proofs = {seq: treestore.inclusion_proof_at(conn, seq, cp.tree_size) for seq in sorted(entries)}
+            consistency = [{"from_size": s, "from_root": r.hex(),
+                            "proof": [h.hex() for h in treestore.consistency_proof_at(conn, s, cp.tree_size)]}
+                           for s, r in earlier]
+        for seq, s in entries.items():
+            merkle.verify_inclusion(s.leaf_hash, seq, cp.tree_size, proofs[seq], cp.root_hash)
         ev = tmp / "evidence"
         # Entries: JSON lines + the by-hand copies (exact canonical bytes, raw signature).
         lines = []

@@ -531,3 +531,14 @@ def test_export_of_a_damaged_object_signs_nothing_and_leaves_no_partial_bag(smal
     con = sqlite3.connect(small_vault / "ledger.sqlite")
     assert con.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == before  # no checkpoint, no export entry
     con.close()
+
+
+def test_record_edited_without_the_key_is_refused(world, bag):
+    """Without a key the attacker must leave bundle.json's signature broken to hide the deletion."""
+    seq = seq_of(bag, "transfer")
+    drop_entry(bag, seq)
+    meta = json.loads((bag / "evidence/bundle.json").read_text())
+    meta["record"] = [r for r in meta["record"] if r["seq"] != seq]
+    (bag / "evidence/bundle.json").write_text(json.dumps(meta, indent=1, sort_keys=True, ensure_ascii=False))
+    regen_tag_manifests(bag)
+    assert_refused(verify_cli(world, bag), "evidence-bundle-signature")

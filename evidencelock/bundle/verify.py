@@ -981,9 +981,8 @@ def _check_names(report: BundleReport, meta: Mapping[str, Any], entries: Mapping
     items = _listed_items(meta)
     for sha, item in sorted(items.items()):
         path = item.get("path")
-        signed = [s.entry.body["source"].get("path") for _, s in sorted(entries.items())
-                  if s.entry.type == "ingest" and s.entry.body.get("item") == sha and s.entry.case == case
-                  and isinstance(s.entry.body.get("source"), dict) and isinstance(s.entry.body["source"].get("path"), str)]
+        signed = [_signed_source_path(s) for _, s in sorted(entries.items())
+                  if s.entry.type == "ingest" and s.entry.body.get("item") == sha and s.entry.case == case]
         if not isinstance(path, str) or not signed:
             continue  # reported by evidence-record / evidence-payload-covered
         if not any(derivable_from(path, o, sha) for o in signed):
@@ -996,6 +995,13 @@ def _check_names(report: BundleReport, meta: Mapping[str, Any], entries: Mapping
             bad += 1
     if items and not bad:
         report.add(name, True, f"every payload path ({len(items)}) is derived from the source name signed at ingest")
+
+
+def _signed_source_path(s: SignedEntry) -> str:
+    """§3: ``body.source.path`` of an ingest entry; the empty string when it has none."""
+    src = s.entry.body.get("source")
+    path = src.get("path") if isinstance(src, dict) else None
+    return path if isinstance(path, str) else ""
 
 
 _BAG_INFO_FIXED = {"Internal-Sender-Description": "evidencelock evidence bundle: see VERIFY.md and report.html"}

@@ -253,7 +253,7 @@ def _plan_names(entries: dict[int, SignedEntry], sha_items: list[str], item_size
     for sha in sorted(sha_items, key=lambda h: ingest_of[h][0].entry.seq):
         originals = [_source_path(s) for s in ingest_of[sha]]
         try:
-            path = names.allocate(originals[0] or sha, sha)
+            path = names.allocate(originals[0], sha)  # §3: no source path -> "unnamed" (+ suffix)
         except ValueError as exc:
             raise InputError(str(exc), hint="nothing was exported") from None
         plan.append({"sha256": sha, "path": path, "original_names": originals,

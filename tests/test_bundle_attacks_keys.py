@@ -196,7 +196,7 @@ def test_bundle_json_resigned_by_an_unpinned_insider_is_refused_when_keys_are_pi
     pin = _pem(tmp_path, world["a"], "a")
     r = run_cli("verify-bundle", wbag, "--trusted-key", pin)
     assert r.code == 1, _out(r)
-    fails = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL")]
+    fails = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL ")]
     assert len(fails) == 1 and "evidence-trusted-key" in fails[0] and "bundle.json" in fails[0] and "Insider B" in fails[0]
     # Without a pin the signature is by an enrolled, unrevoked custodian: accepted, and the output
     # says plainly that this identity rests on keys carried inside the bundle.
@@ -255,7 +255,7 @@ def test_bundle_without_its_sha512_manifests_is_refused(world, wbag):
     _regen_sha256_only(wbag)
     r = run_cli("verify-bundle", wbag)
     assert r.code == 1, _out(r)
-    fails = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL")]
+    fails = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL ")]
     assert {ln.split(":")[0] for ln in fails} == {"FAIL evidence-manifests manifest-sha512.txt",
                                                    "FAIL evidence-manifests tagmanifest-sha512.txt"}, fails
 
@@ -269,7 +269,7 @@ def test_bundle_json_with_a_wrong_sha512_resigned_by_the_genuine_exporter_is_ref
     _resign_bundle_json(wbag, a, corrupt)
     r = run_cli("verify-bundle", wbag, "--trusted-key", a.key_id)
     assert r.code == 1, _out(r)
-    fails = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL")]
+    fails = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL ")]
     assert len(fails) == 1 and fails[0].startswith(f"FAIL evidence-digests {path}") and "sha512" in fails[0], fails
 
 
@@ -302,7 +302,7 @@ def digest_world(tmp_path_factory):
             digests["whirlpool9"] = "ab" * 32
         signed = vault.append(key, now=clock(), type="ingest", case="Case 5",
                               body={"item": sha, "digests": digests, "size": len(data), "note": "re-recorded",
-                                    "source": {"path": f"{k}.txt"}})
+                                    "source": {"path": f"{k}.txt", "key": hashlib.sha256(k.encode()).hexdigest()}})
         seqs[k] = (signed.entry.seq, sha)
     bundles = {}
     for k in kinds:
@@ -319,7 +319,7 @@ def test_entry_with_a_wrong_blake3_signed_by_the_genuine_custodian_is_refused(di
     seq, _ = digest_world["seqs"]["bad-blake3"]
     r = run_cli("verify-bundle", digest_world["bundles"]["bad-blake3"])
     assert r.code == 1, _out(r)
-    fails = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL")]
+    fails = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL ")]
     assert len(fails) == 1 and fails[0].startswith(f"FAIL evidence-digests entry {seq}:") and "blake3" in fails[0], fails
 
 

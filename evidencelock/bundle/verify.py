@@ -372,7 +372,8 @@ def _check_bagit(src: BagSource, report: BundleReport, *, jobs: int | None) -> d
     readable_payload = [p for p in payload if p in listed_anywhere]
     computed: dict[str, dict[str, str]] = {}
     # The entries' second digest (BLAKE3) is computed in the same read (bundle-format §5 step 10a).
-    results = _hash_members(src, readable_payload, (palgs or ["sha256"]) + _entry_digest_algorithms(), jobs)
+    # SHA-256 and SHA-512 are always computed: bundle.json records both (§5 step 10a), even if a manifest is missing.
+    results = _hash_members(src, readable_payload, sorted(set(palgs) | {"sha256", "sha512"}) + _entry_digest_algorithms(), jobs)
     results.update(_hash_members(src, tag_files, talgs, jobs))
     bad_payload = bad_tag = 0
     for p, r in results.items():

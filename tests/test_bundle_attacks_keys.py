@@ -18,7 +18,7 @@ import blake3
 import pytest
 
 from evidencelock.bundle import export_bundle, verify_bundle
-from evidencelock.checkpoint import parse_note, sign_note
+from evidencelock.checkpoint import Checkpoint, parse_note, sign_note
 from evidencelock.custody import enroll_custodian, revoke_custodian
 from evidencelock.entry import Entry, SignedEntry
 from evidencelock.errors import InputError
@@ -341,3 +341,35 @@ def test_entry_with_an_unknown_digest_algorithm_is_reported_not_checked(digest_w
     # it is never listed as checked
     ok_line = next(ln for ln in out.splitlines() if ln.startswith("ok   evidence-digests"))
     assert "whirlpool9" not in ok_line.split("(")[1].split(")")[0]
+
+
+# -- item 3, vault side: a checkpoint signed by a revoked key is refused by prove/consistency/export --
+def test_vault_checkpoint_forged_with_revoked_key_is_refused(tmp_path):
+    from evidencelock import treestore
+
+    vault, clock = build_vault(tmp_path)
+    a = vault.unlock(PASSPHRASE)
+    c = enroll_custodian(vault, a, name="Revoked C", passphrase=PASSPHRASE, now=clock())
+    src = tmp_path / "incoming"
+    src.mkdir()
+    (src / "hello.txt").write_bytes(b"hello, court\n")
+    ingest(vault, [src], key=a, case="Case 3", now=clock, extract_media=False)
+    r_seq = revoke_custodian(vault, a, key_id=c.key_id, reason="laptop seized", now=clock()).entry.seq
+    with vault.ledger.reader() as conn:
+        size = treestore.tree_size(conn)
+        head = Checkpoint(vault.config.origin, size, treestore.root_at(conn, size))
+    assert r_seq < size
+    vp = vault.root
+    vault.close()
+    item = hashlib.sha256(b"hello, court\n").hexdigest()
+    genuine = tmp_path / "genuine.txt"
+    genuine.write_text(sign_note(head, head.origin, a.sign, a.public.raw))
+    forged = tmp_path / "forged.txt"
+    forged.write_text(sign_note(head, head.origin, c.sign, c.public.raw))
+    ok = run_cli("prove", item, "--checkpoint", genuine, vault=vp)
+    assert ok.code == 0, _out(ok)
+    for args in (("prove", item, "--checkpoint", forged), ("consistency", forged), ("consistency", genuine, "--to", forged)):
+        res = run_cli(*args, vault=vp)
+        assert res.code == 1, (args, _out(res))
+        assert f"entry {r_seq}" in res.stderr and "revoked" in res.stderr and c.key_id[:16] in res.stderr
+    assert run_cli("consistency", genuine, vault=vp).code == 0

@@ -373,3 +373,26 @@ def test_vault_checkpoint_forged_with_revoked_key_is_refused(tmp_path):
         assert res.code == 1, (args, _out(res))
         assert f"entry {r_seq}" in res.stderr and "revoked" in res.stderr and c.key_id[:16] in res.stderr
     assert run_cli("consistency", genuine, vault=vp).code == 0
+
+
+def test_external_checkpoint_signed_by_revoked_or_unpinned_key_is_refused(world, tmp_path):
+    bundle = world["bundle"]
+    head = parse_note((bundle / "evidence/checkpoint.txt").read_bytes()).unverified_checkpoint
+    genuine = tmp_path / "genuine.txt"
+    genuine.write_text(sign_note(head, head.origin, world["a"].sign, world["a"].public.raw))
+    r = run_cli("verify-bundle", bundle, "--checkpoint", genuine, "--trusted-key", world["a"].key_id)
+    assert r.code == 0, _out(r)
+    by_c = tmp_path / "by-revoked.txt"
+    by_c.write_text(sign_note(head, head.origin, world["c"].sign, world["c"].public.raw))
+    r = run_cli("verify-bundle", bundle, "--checkpoint", by_c)
+    assert r.code == 1, _out(r)
+    fails = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL ")]
+    assert len(fails) == 1 and fails[0].startswith("FAIL evidence-external-checkpoint --checkpoint")
+    assert f"entry {world['revoke_seq']} revoked" in fails[0] and "Revoked C" in fails[0]
+    by_b = tmp_path / "by-insider.txt"
+    by_b.write_text(sign_note(head, head.origin, world["b"].sign, world["b"].public.raw))
+    assert run_cli("verify-bundle", bundle, "--checkpoint", by_b).code == 0  # enrolled, unrevoked, nothing pinned
+    r = run_cli("verify-bundle", bundle, "--checkpoint", by_b, "--trusted-key", world["a"].key_id)
+    assert r.code == 1, _out(r)
+    fails = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL ")]
+    assert len(fails) == 1 and fails[0].startswith("FAIL evidence-trusted-key --checkpoint") and "Insider B" in fails[0]

@@ -9,9 +9,11 @@ folder or zip, not a bag at all) raises :class:`InputError`.
 * Evidence layer: entries parse as canonical entries and match their by-hand copies; keys
   match their enrolment entries; every entry's Ed25519 signature under a key enrolled by an
   earlier included entry; an RFC 9162 inclusion proof per entry against the checkpoint; the
-  checkpoint's signed-note signature; the RFC 3161 token over the checkpoint; every payload
-  file covered by an ingest entry with the same SHA-256 and size; the exporter's signature
-  over bundle.json, which pins the unsigned tag files (metadata, report, certification).
+  checkpoint's signed-note signature, by a key not revoked inside its tree; the RFC 3161 token
+  over the checkpoint; every payload file covered by an ingest entry with the same SHA-256 and
+  size, and every digest such an entry records (BLAKE3 …) recomputed; the exporter's signature
+  over bundle.json (an enrolled, unrevoked key), which pins the unsigned tag files (metadata,
+  report, certification); with pins, the checkpoint and bundle.json signers are pinned keys.
 
 The trusted part imports no database, no click, no media parser.
 """

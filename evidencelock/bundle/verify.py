@@ -897,7 +897,8 @@ def _check_digests(src: BagSource, report: BundleReport, meta: Mapping[str, Any]
     bad = 0
     items = meta.get("items") if isinstance(meta.get("items"), list) else []
     for i in items:
-        if not isinstance(i, dict) or not isinstance(i.get("path"), str) or i["path"] not in computed:
+        if (not isinstance(i, dict) or not isinstance(i.get("path"), str) or not i["path"].startswith("data/")
+                or i["path"] not in computed):
             continue  # coverage (step 10) names items that are not in the bag
         p, found = i["path"], computed[i["path"]]
         for field_, value in (("sha512", found.get("sha512")), ("size", src.sizes.get(p))):

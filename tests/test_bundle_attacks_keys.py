@@ -396,3 +396,24 @@ def test_external_checkpoint_signed_by_revoked_or_unpinned_key_is_refused(world,
     assert r.code == 1, _out(r)
     fails = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL ")]
     assert len(fails) == 1 and fails[0].startswith("FAIL evidence-trusted-key --checkpoint") and "Insider B" in fails[0]
+
+
+def test_revoked_key_that_also_deletes_its_revocation_is_refused_when_keys_are_pinned(world, wbag, tmp_path):
+    """A revoked custodian also removes the key-revoke entry (and its by-hand copies) before re-signing
+    bundle.json: nothing in the bundle then shows the revocation, but with the organisation's key pinned
+    the exporter must be a pinned key, and it is not."""
+    c, seq = world["c"], world["revoke_seq"]
+    lines = [ln for ln in (wbag / "evidence/entries.jsonl").read_text().splitlines() if json.loads(ln)["seq"] != seq]
+    (wbag / "evidence/entries.jsonl").write_text("\n".join(lines) + "\n")
+    (wbag / f"evidence/entries/{seq}.json").unlink()
+    (wbag / f"evidence/entries/{seq}.sig").unlink()
+
+    def drop(meta):
+        for i in meta["items"]:
+            i["entries"] = [s for s in i.get("entries", []) if s != seq]
+    _rewrite_certification(wbag)
+    _resign_bundle_json(wbag, c, drop)
+    r = run_cli("verify-bundle", wbag, "--trusted-key", _pem(tmp_path, world["a"], "a"))
+    assert r.code == 1, _out(r)
+    assert any(ln.startswith("FAIL evidence-trusted-key evidence/bundle.json.sig") and "Revoked C" in ln
+               for ln in r.stdout.splitlines()), r.stdout

@@ -579,23 +579,27 @@ def consistency_proof(vault: "Vault", old_checkpoint_note_text: str | bytes, *, 
     origin = vault.config.origin
     with vault.ledger.reader() as conn:
         keys = list(vault_keys) or [k.raw for k in _enrolled_from_entries(conn).values()]
-        revoked = revocations(conn)
-        _, old = verified_note(old_checkpoint_note_text, origin, keys, revoked=revoked)
+        _, old = verified_note(old_checkpoint_note_text, origin, keys)
         size_now = treestore.tree_size(conn)
         new_note: str | None = None
         new_id: int | None = None
         if to_note_text is not None:
-            _, new = verified_note(to_note_text, origin, keys, revoked=revoked)
+            _, new = verified_note(to_note_text, origin, keys)
             new_note = to_note_text if isinstance(to_note_text, str) else to_note_text.decode("utf-8")
         else:
             row = conn.execute(select(schema.checkpoints).where(schema.checkpoints.c.tree_size >= old.tree_size)
                                .order_by(schema.checkpoints.c.tree_size.desc(), schema.checkpoints.c.id.desc()).limit(1)).first()
             if row is not None:
                 stored = _row_to_stored(row)
-                _, new = verified_note(stored.note, origin, keys, revoked=revoked)
+                _, new = verified_note(stored.note, origin, keys)
                 new_note, new_id = stored.note, stored.id
             else:
                 new = cp_mod.Checkpoint(origin, size_now, treestore.root_at(conn, size_now))
+        # §6.5: neither checkpoint may be signed by a key revoked inside its own tree.
+        revoked = revocations(conn)
+        for text in (old_checkpoint_note_text, new_note):
+            if text is not None:
+                verified_note(text, origin, keys, revoked=revoked)
         if old.tree_size > size_now:
             raise ProofError(f"the earlier checkpoint has {old.tree_size} entries but the ledger now has only {size_now}",
                              subject=f"checkpoint of size {old.tree_size}",

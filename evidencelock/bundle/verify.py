@@ -176,15 +176,15 @@ def verify_bundle(
     ``now``: the current time, to refuse timestamp tokens from the future (None: not checked).
     Raises :class:`InputError` only when ``path`` is not a bag at all.
     """
-    trusted_list = list(trusted_keys)
-    trusted_key_ids(trusted_list)  # bad usage is refused before the bundle is even opened
+    trusted_keys = list(trusted_keys)
+    trusted_key_ids(trusted_keys)  # bad usage is refused before the bundle is even opened
     src = open_source(Path(path), limits)
     try:
         report = BundleReport(str(path))
         computed = _check_bagit(src, report, jobs=jobs)
         if computed is None:
             return report
-        _check_evidence(src, report, computed, trusted_list, checkpoint, now)
+        _check_evidence(src, report, computed, list(trusted_keys), checkpoint, now)
         return report
     finally:
         src.close()
@@ -690,11 +690,11 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
         if s.entry.type not in ("key-enroll", "key-revoke") and s.entry.case != report.case:
             report.fail("evidence-case", f"entry belongs to case {s.entry.case!r}, bundle is for {report.case!r}", f"entry {s.entry.seq}")
 
-    _check_digests(src, report, meta, computed, entries)
 
     # 8. The exporter's signature over bundle.json pins the unsigned tag files.
     _check_bundle_signature(src, report, meta, computed, enrolled)
     _check_bundle_signer(report, meta, enrolled, revoked, trusted)
+    _check_digests(src, report, meta, computed, entries)
 
     # 9. Pinning and plain-words statements.
     _conclude(report, trusted, signer, cp, entries, enrolled, external_checkpoint)

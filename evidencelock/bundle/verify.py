@@ -690,7 +690,6 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
         if s.entry.type not in ("key-enroll", "key-revoke") and s.entry.case != report.case:
             report.fail("evidence-case", f"entry belongs to case {s.entry.case!r}, bundle is for {report.case!r}", f"entry {s.entry.seq}")
 
-
     # 8. The exporter's signature over bundle.json pins the unsigned tag files.
     _check_bundle_signature(src, report, meta, computed, enrolled)
     _check_bundle_signer(report, meta, enrolled, revoked, trusted)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,8 +68,6 @@ def export(ctx: click.Context, case: str, items: tuple[str, ...], output: Path, 
 
 def _trusted_key(value: str) -> PublicKey | str:
     """A --trusted-key value: a full key id or a PEM public key file; anything else is bad usage (exit 2)."""
-    import re
-
     from ..errors import FormatError
     from ..keys import PublicKey, public_key_from_pem
 

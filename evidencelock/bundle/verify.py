@@ -603,7 +603,7 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
         signer = note_signer(note, all_keys, name)
         cp = note.verify(name, signer.raw)
         report.add("evidence-checkpoint-signature", True, f"checkpoint of {cp.origin} at tree size {cp.tree_size}, root "
-                   f"{cp.root_hash.hex()[:16]}…, signed by key {signer.key_id[:16]}… ({signer.name})", "evidence/checkpoint.txt")
+                   f"{cp.root_hash.hex()[:16]}…, signed by {_who(signer.key_id, enrolled)}", "evidence/checkpoint.txt")
         report.checkpoint = {"origin": cp.origin, "size": cp.tree_size, "root": cp.root_hash.hex(), "signer": signer.key_id,
                              "signer_name": signer.name}
         sig = next(s for s in note.signatures if s.name == name and s.key_id == cp_mod.note_key_id(name, signer.raw))

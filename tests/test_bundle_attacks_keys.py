@@ -417,3 +417,20 @@ def test_revoked_key_that_also_deletes_its_revocation_is_refused_when_keys_are_p
     assert r.code == 1, _out(r)
     assert any(ln.startswith("FAIL evidence-trusted-key evidence/bundle.json.sig") and "Revoked C" in ln
                for ln in r.stdout.splitlines()), r.stdout
+
+
+@pytest.mark.parametrize("delete", [["manifest-sha512.txt"], ["tagmanifest-sha512.txt"], ["tagmanifest-sha256.txt"],
+                                    ["manifest-sha256.txt"]])
+def test_bundle_missing_any_one_required_manifest_is_refused(world, wbag, delete):
+    for name in delete:
+        (wbag / name).unlink()
+    # The attacker regenerates what remains of the tag manifests so that the BagIt layer is self-consistent.
+    remaining = [a for a in ("sha256", "sha512") if (wbag / f"tagmanifest-{a}.txt").exists()]
+    files = sorted(str(p.relative_to(wbag)) for p in wbag.rglob("*") if p.is_file()
+                   and not str(p.relative_to(wbag)).startswith("data/") and not p.name.startswith("tagmanifest-"))
+    for alg in remaining:
+        (wbag / f"tagmanifest-{alg}.txt").write_text(
+            "".join(f"{hashlib.new(alg, (wbag / f).read_bytes()).hexdigest()}  {f}\n" for f in files))
+    rep = verify_bundle(wbag)
+    assert not rep.ok
+    assert [ch.subject for ch in failed(rep, "evidence-manifests")] == delete

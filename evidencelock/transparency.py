@@ -185,14 +185,38 @@ def _enrolled_from_entries(conn: Connection) -> dict[str, PublicKey]:
     return keys
 
 
+def revocations(conn: Connection) -> dict[str, int]:
+    """key id -> seq of the first ``key-revoke`` entry naming it, read from the signed entries."""
+    t = schema.entries
+    revoked: dict[str, int] = {}
+    for r in conn.execute(select(t.c.seq, t.c.canonical, t.c.signature).where(t.c.type == "key-revoke").order_by(t.c.seq)):
+        try:
+            e = SignedEntry.from_bytes(bytes(r.canonical), bytes(r.signature), subject=f"entry {r.seq}").entry
+        except EvidenceLockError:
+            continue  # the chain check reports a malformed entry
+        if isinstance(e.body.get("key_id"), str):
+            revoked.setdefault(e.body["key_id"], e.seq)
+    return revoked
+
+
+def ledger_revocations(vault: "Vault") -> dict[str, int]:
+    with vault.ledger.reader() as conn:
+        return revocations(conn)
+
+
 def ledger_keys(vault: "Vault") -> list[bytes]:
     """Raw public keys enrolled by the ledger's own ``key-enroll`` entries."""
     with vault.ledger.reader() as conn:
         return [k.raw for k in _enrolled_from_entries(conn).values()]
 
 
-def verified_note(note_text: str | bytes, origin: str, keys: Iterable[bytes]) -> tuple[cp_mod.SignedNote, cp_mod.Checkpoint]:
+def verified_note(note_text: str | bytes, origin: str, keys: Iterable[bytes], *,
+                  revoked: Mapping[str, int] | None = None) -> tuple[cp_mod.SignedNote, cp_mod.Checkpoint]:
     """Parse a signed checkpoint and verify it was signed, as ``origin``, by one of ``keys``.
+
+    ``revoked`` (key id -> seq of its key-revoke entry): a checkpoint of size S signed by a key
+    revoked at seq r < S is refused (transparency §4: a revoked key may not sign a tree that
+    contains its revocation).
 
     signed-note §Signatures: lines from other keys are ignored; a matching line that fails
     rejects the note.  Raises FormatError (malformed), SignatureError (no or bad signature),
@@ -208,12 +232,19 @@ def verified_note(note_text: str | bytes, origin: str, keys: Iterable[bytes]) ->
     last: EvidenceLockError | None = None
     for raw in keys:
         try:
-            return note, note.verify(origin, raw)
+            head = note.verify(origin, raw)
         except SignatureError as exc:
             last = exc
             # a line that matches this key but fails verification rejects the note outright
             if any(s.key_id == cp_mod.note_key_id(origin, raw) and s.name == origin for s in note.signatures):
                 raise
+            continue
+        r = (revoked or {}).get(key_id_for(raw))
+        if r is not None and r < head.tree_size:
+            raise SignatureError(f"checkpoint of size {head.tree_size} is signed by key {key_id_for(raw)[:16]}…, which entry {r} "
+                                 "revoked before it: a revoked key may not sign", subject="checkpoint",
+                                 hint="the checkpoint may have been forged with a stolen or retired key")
+        return note, head
     raise SignatureError(
         "checkpoint is not signed by any key enrolled in this vault" + (f" ({last.message})" if last else ""),
         subject="checkpoint",
@@ -564,6 +595,11 @@ def consistency_proof(vault: "Vault", old_checkpoint_note_text: str | bytes, *, 
                 new_note, new_id = stored.note, stored.id
             else:
                 new = cp_mod.Checkpoint(origin, size_now, treestore.root_at(conn, size_now))
+        # §6.5: neither checkpoint may be signed by a key revoked inside its own tree.
+        revoked = revocations(conn)
+        for text in (old_checkpoint_note_text, new_note):
+            if text is not None:
+                verified_note(text, origin, keys, revoked=revoked)
         if old.tree_size > size_now:
             raise ProofError(f"the earlier checkpoint has {old.tree_size} entries but the ledger now has only {size_now}",
                              subject=f"checkpoint of size {old.tree_size}",
@@ -657,6 +693,7 @@ def check_checkpoints(vault: "Vault", report: "VerifyReport", leaf_hashes: Seque
     origin = vault.config.origin
     with vault.ledger.reader() as conn:
         keys = _enrolled_from_entries(conn)
+        revoked = revocations(conn)
         stored = [_row_to_stored(r) for r in conn.execute(select(schema.checkpoints).order_by(schema.checkpoints.c.id))]
         recorded = _recorded_note_hashes(conn)
     if not stored:
@@ -672,7 +709,7 @@ def check_checkpoints(vault: "Vault", report: "VerifyReport", leaf_hashes: Seque
         report.checkpoints_checked += 1
         subject = cp.describe()
         try:
-            _, head = verified_note(cp.note, origin, [k.raw for k in keys.values()])
+            _, head = verified_note(cp.note, origin, [k.raw for k in keys.values()], revoked=revoked)
         except EvidenceLockError as exc:
             code = {"FormatError": "checkpoint-malformed", "SignatureError": "checkpoint-signature-invalid"}.get(
                 type(exc).__name__, "checkpoint-invalid")

@@ -9,9 +9,11 @@ folder or zip, not a bag at all) raises :class:`InputError`.
 * Evidence layer: entries parse as canonical entries and match their by-hand copies; keys
   match their enrolment entries; every entry's Ed25519 signature under a key enrolled by an
   earlier included entry; an RFC 9162 inclusion proof per entry against the checkpoint; the
-  checkpoint's signed-note signature; the RFC 3161 token over the checkpoint; every payload
-  file covered by an ingest entry with the same SHA-256 and size; the exporter's signature
-  over bundle.json, which pins the unsigned tag files (metadata, report, certification).
+  checkpoint's signed-note signature, by a key not revoked inside its tree; the RFC 3161 token
+  over the checkpoint; every payload file covered by an ingest entry with the same SHA-256 and
+  size, and every digest such an entry records (BLAKE3 …) recomputed; the exporter's signature
+  over bundle.json (an enrolled, unrevoked key), which pins the unsigned tag files (metadata,
+  report, certification); with pins, the checkpoint and bundle.json signers are pinned keys.
 
 The trusted part imports no database, no click, no media parser.
 """
@@ -167,12 +169,15 @@ def verify_bundle(
 ) -> BundleReport:
     """Verify the bundle at ``path`` (folder or zip); return every finding.
 
-    ``trusted_keys``: public keys (or key ids) obtained independently; the bundle's checkpoint
-    must be signed by one of them for the keys to count as pinned.  ``checkpoint``: a signed
+    ``trusted_keys``: public keys (or full 64-hex key ids) obtained independently; the checkpoint,
+    ``bundle.json`` and a given ``checkpoint`` must each be signed by one of them (§5 step 12).
+    A key-id prefix, or any other string, raises :class:`InputError`.  ``checkpoint``: a signed
     note obtained independently (e.g. published earlier); the bundle must prove it consistent.
     ``now``: the current time, to refuse timestamp tokens from the future (None: not checked).
     Raises :class:`InputError` only when ``path`` is not a bag at all.
     """
+    trusted_keys = list(trusted_keys)
+    trusted_key_ids(trusted_keys)  # bad usage is refused before the bundle is even opened
     src = open_source(Path(path), limits)
     try:
         report = BundleReport(str(path))
@@ -183,6 +188,28 @@ def verify_bundle(
         return report
     finally:
         src.close()
+
+
+_FULL_KEY_ID = re.compile(r"\A[0-9a-f]{64}\Z")
+
+
+def trusted_key_ids(trusted: Iterable[PublicKey | str]) -> set[str]:
+    """Key ids of the pinned keys; raise InputError for anything but a key or a full key id.
+
+    bundle-format §5 step 12: a pin is a whole key id (64 lowercase hex digits, 256 bits) or a
+    public key.  A prefix is refused: 8 hex digits are 32 bits, which an attacker matches with a
+    key of their own by generating about 2^32 keys.
+    """
+    ids: set[str] = set()
+    for t in trusted:
+        if isinstance(t, PublicKey):
+            ids.add(t.key_id)
+        elif isinstance(t, str) and _FULL_KEY_ID.match(t):
+            ids.add(t)
+        else:
+            raise InputError(f"a trusted key must be a public key or a full key id (64 lowercase hex digits), found {str(t)[:80]!r}",
+                             hint="key-id prefixes are refused: a short prefix can be matched by an attacker's own key")
+    return ids
 
 
 # -- BagIt layer --------------------------------------------------------------------------------
@@ -239,7 +266,7 @@ def _parse_manifest(src: BagSource, name: str, alg: str, report: BundleReport, *
 def _hash_members(src: BagSource, paths: list[str], algs: list[str], jobs: int | None) -> dict[str, dict[str, str] | str]:
     """One read per file, every algorithm at once, files in parallel (hashlib releases the GIL)."""
     def one(p: str) -> tuple[str, dict[str, str] | str]:
-        hashers = [hashlib.new(a) for a in algs]
+        hashers = [_new_hasher(a) for a in algs]
         try:
             with src.open(p) as f:
                 try:
@@ -266,6 +293,24 @@ def _hash_members(src: BagSource, paths: list[str], algs: list[str], jobs: int |
     order = sorted(paths, key=lambda p: -src.sizes[p])  # big files first: better packing
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bag-hash") as pool:
         return dict(pool.map(one, order))
+
+
+def _new_hasher(alg: str) -> Any:
+    """A hashlib object, or BLAKE3 (the ledger's second digest, docs/adr/0001) under the name "blake3"."""
+    if alg == "blake3":
+        import blake3
+
+        return blake3.blake3(max_threads=1)
+    return hashlib.new(alg)
+
+
+def _entry_digest_algorithms() -> list[str]:
+    """Algorithms computed for every payload file besides the manifests' (same read, §5 step 10a)."""
+    try:
+        import blake3  # noqa: F401
+    except ImportError:  # a verifier without the package reports BLAKE3 digests as not checked
+        return []
+    return ["blake3"]
 
 
 def _check_bagit(src: BagSource, report: BundleReport, *, jobs: int | None) -> dict[str, dict[str, str]] | None:
@@ -328,7 +373,9 @@ def _check_bagit(src: BagSource, report: BundleReport, *, jobs: int | None) -> d
     talgs = sorted(set(tag_manifests) | {"sha256"})
     readable_payload = [p for p in payload if p in listed_anywhere]
     computed: dict[str, dict[str, str]] = {}
-    results = _hash_members(src, readable_payload, palgs or ["sha256"], jobs)
+    # The entries' second digest (BLAKE3) is computed in the same read (bundle-format §5 step 10a).
+    # SHA-256 and SHA-512 are always computed: bundle.json records both (§5 step 10a), even if a manifest is missing.
+    results = _hash_members(src, readable_payload, sorted(set(palgs) | {"sha256", "sha512"}) + _entry_digest_algorithms(), jobs)
     results.update(_hash_members(src, tag_files, talgs, jobs))
     bad_payload = bad_tag = 0
     for p, r in results.items():
@@ -414,6 +461,7 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
         report.not_established.append("Custody, signatures and time: the bag carries no evidence layer.")
         return
     report.kind = "evidence-bundle"
+    _check_required_manifests(src, report)
     if not any(c.name == "bagit-tag-fixity" and c.ok for c in report.checks):
         report.fail("evidence-tag-manifest", "an evidence bundle must carry a tag manifest covering its evidence files", "tagmanifest-sha256.txt")
     meta = _json_file(src, "evidence/bundle.json", report, "evidence-format")
@@ -547,7 +595,8 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
     cp: Checkpoint | None = None
     note: SignedNote | None = None
     signer: PublicKey | None = None
-    all_keys = [k for k, _ in enrolled.values()] + [t for t in trusted if isinstance(t, PublicKey)]
+    # Enrolled keys last: note_signer keeps the last key per id, so a pinned key shows its enrolled name.
+    all_keys = [t for t in trusted if isinstance(t, PublicKey)] + [k for k, _ in enrolled.values()]
     try:
         note = cp_mod.parse_note(src.read_small("evidence/checkpoint.txt", cp_mod.MAX_NOTE_BYTES))
         name = note.unverified_checkpoint.origin
@@ -557,7 +606,7 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
         signer = note_signer(note, all_keys, name)
         cp = note.verify(name, signer.raw)
         report.add("evidence-checkpoint-signature", True, f"checkpoint of {cp.origin} at tree size {cp.tree_size}, root "
-                   f"{cp.root_hash.hex()[:16]}…, signed by key {signer.key_id[:16]}… ({signer.name})", "evidence/checkpoint.txt")
+                   f"{cp.root_hash.hex()[:16]}…, signed by {_who(signer.key_id, enrolled)}", "evidence/checkpoint.txt")
         report.checkpoint = {"origin": cp.origin, "size": cp.tree_size, "root": cp.root_hash.hex(), "signer": signer.key_id,
                              "signer_name": signer.name}
         sig = next(s for s in note.signatures if s.name == name and s.key_id == cp_mod.note_key_id(name, signer.raw))
@@ -572,6 +621,7 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
     except EvidenceLockError as exc:
         report.fail("evidence-checkpoint-signature", str(exc), "evidence/checkpoint.txt")
         signer, cp = None, None
+    _check_checkpoint_signer(report, signer, cp, revoked, enrolled)
 
     # 5. Inclusion proofs (RFC 9162 §2.1.3.2) against that checkpoint.
     proofs = _json_file(src, "evidence/proofs.json", report, "evidence-inclusion")
@@ -601,6 +651,7 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
                        f"(RFC 9162 inclusion proofs, tree size {cp.tree_size})")
         _check_carried_consistency(report, proofs, cp)
         _check_consistency(report, proofs, cp, external_checkpoint, all_keys)
+        _check_external_signer(report, cp, external_checkpoint, all_keys, revoked, enrolled, trusted)
     elif external_checkpoint is not None:
         report.fail("evidence-external-checkpoint", "cannot be compared: the bundle's own checkpoint or proofs are unusable")
 
@@ -655,6 +706,8 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
 
     # 8. The exporter's signature over bundle.json pins the unsigned tag files.
     _check_bundle_signature(src, report, meta, computed, enrolled)
+    _check_bundle_signer(report, meta, enrolled, revoked, trusted)
+    _check_digests(src, report, meta, computed, entries)
 
     # 9. Pinning and plain-words statements.
     _conclude(report, trusted, signer, cp, entries, enrolled, external_checkpoint)
@@ -756,8 +809,152 @@ def _check_bundle_signature(src: BagSource, report: BundleReport, meta: Mapping[
         bad += 1
         report.fail(name, "tag file not covered by the exporter's signed bundle.json (added after export?)", p)
     if not bad:
-        report.add(name, True, f"bundle.json signed by exporter {ks[0].name} ({exporter[:16]}…); it pins the "
+        report.add(name, True, f"bundle.json signed by exporter {_who(exporter, enrolled)}; it pins the "
                    f"{len(files)} report and metadata files", "evidence/bundle.json")
+
+
+_REQUIRED_MANIFESTS = ("manifest-sha256.txt", "manifest-sha512.txt", "tagmanifest-sha256.txt", "tagmanifest-sha512.txt")
+# Digest names a signed entry may record that this verifier recomputes with a second read (the
+# ledger's own are SHA-256 and BLAKE3, computed in the first read).  SHAKE needs a length: not here.
+_EXTRA_DIGESTS = frozenset(a for a in hashlib.algorithms_guaranteed if not a.startswith("shake"))
+_HEX = re.compile(r"\A[0-9a-f]{16,256}\Z")
+
+
+def _who(key_id: str, enrolled: Mapping[str, tuple[PublicKey, int]]) -> str:
+    """A signer in words: the custodian name from its signed key-enroll entry, and the key id."""
+    ks = enrolled.get(key_id)
+    if ks is not None and ks[0].name:
+        return f"custodian {ks[0].name!r} (key {key_id[:16]}…)"
+    return f"key {key_id[:16]}… ({'enrolled without a name' if ks is not None else 'not enrolled in this bundle'})"
+
+
+def _check_required_manifests(src: BagSource, report: BundleReport) -> None:
+    """bundle-format §2, §5 step 2: both digest families, for the payload and for the tag files."""
+    missing = [n for n in _REQUIRED_MANIFESTS if n not in src.sizes]
+    for n in missing:
+        report.fail("evidence-manifests", "missing: an evidence bundle MUST carry SHA-256 and SHA-512 payload and tag "
+                    "manifests (bundle-format §2); without it the bundle rests on a single digest family", n)
+    if not missing:
+        report.add("evidence-manifests", True, "SHA-256 and SHA-512 payload and tag manifests present")
+
+
+def _check_checkpoint_signer(report: BundleReport, signer: PublicKey | None, cp: Checkpoint | None,
+                             revoked: Mapping[str, int], enrolled: Mapping[str, tuple[PublicKey, int]]) -> None:
+    """§5 step 7: a checkpoint of size S MUST NOT be signed by a key revoked by an entry with seq < S."""
+    if signer is None or cp is None:
+        return
+    r = revoked.get(signer.key_id)
+    if r is not None and r < cp.tree_size:
+        report.fail("evidence-checkpoint-signature", f"signed by {_who(signer.key_id, enrolled)}, which entry {r} revoked "
+                    f"before this checkpoint (tree size {cp.tree_size} covers entries 0 to {cp.tree_size - 1}): a revoked "
+                    "key may not sign; the checkpoint may have been re-signed with a stolen or retired key",
+                    "evidence/checkpoint.txt")
+
+
+def _check_external_signer(report: BundleReport, cp: Checkpoint, external: bytes | None, keys: list[PublicKey],
+                           revoked: Mapping[str, int], enrolled: Mapping[str, tuple[PublicKey, int]],
+                           trusted: list[PublicKey | str]) -> None:
+    """§5 step 13: the given checkpoint's signer, like the bundle's, is not revoked before it and is pinned."""
+    if external is None:
+        return
+    try:
+        note = cp_mod.parse_note(external)
+        who = note_signer(note, keys, cp.origin)
+        other = note.verify(cp.origin, who.raw)
+    except EvidenceLockError:
+        return  # _check_consistency has named the problem
+    r = revoked.get(who.key_id)
+    if r is not None and r < other.tree_size:
+        report.fail("evidence-external-checkpoint", f"signed by {_who(who.key_id, enrolled)}, which entry {r} revoked before "
+                    f"that checkpoint (tree size {other.tree_size}): a revoked key may not sign", "--checkpoint")
+    ids = trusted_key_ids(trusted)
+    if ids and who.key_id not in ids:
+        report.fail("evidence-trusted-key", f"the --checkpoint file is signed by {_who(who.key_id, enrolled)} (key id "
+                    f"{who.key_id}), which is not among the --trusted-key keys {sorted(ids)}", "--checkpoint")
+
+
+def _check_bundle_signer(report: BundleReport, meta: Mapping[str, Any], enrolled: Mapping[str, tuple[PublicKey, int]],
+                         revoked: Mapping[str, int], trusted: list[PublicKey | str]) -> None:
+    """§4.7, §5 steps 11-12: the exporter key is not revoked by any included entry, and is pinned when keys are."""
+    exporter = meta.get("exporter")
+    if not isinstance(exporter, str) or exporter not in enrolled:
+        return  # _check_bundle_signature has refused it
+    who = _who(exporter, enrolled)
+    r = revoked.get(exporter)
+    if r is not None:
+        # Every key-revoke entry of the log at export time is included (§4.1): one in the bundle
+        # predates the export, so the exporter signed with a key it no longer held legitimately.
+        report.fail("evidence-bundle-signature", f"bundle.json is signed by {who}, which entry {r} of this bundle revokes: "
+                    "a revoked key may not sign an export; bundle.json and the files it pins (names, report, "
+                    "certification, metadata) may have been rewritten", "evidence/bundle.json.sig")
+    ids = trusted_key_ids(trusted)
+    if not ids:
+        return
+    if exporter in ids:
+        report.add("evidence-trusted-key", True, f"bundle.json signed by pinned {who}", "evidence/bundle.json.sig")
+    else:
+        report.fail("evidence-trusted-key", f"bundle.json is signed by {who} (key id {exporter}), which is not among the "
+                    f"--trusted-key keys {sorted(ids)}: the names, report and certification it pins are not vouched "
+                    "for by a pinned key", "evidence/bundle.json.sig")
+
+
+def _check_digests(src: BagSource, report: BundleReport, meta: Mapping[str, Any], computed: dict[str, dict[str, str]],
+                   entries: Mapping[int, SignedEntry]) -> None:
+    """§5 step 10a: bundle.json's SHA-512 and size per item, and every digest a signed entry records.
+
+    Each digest an entry records for a payload file's bytes (``body.digests``, keyed by algorithm
+    name) is recomputed and compared: SHA-256 and BLAKE3 come from the fixity read, other hashlib
+    algorithms from a second read.  A name this verifier cannot compute is reported as NOT checked.
+    """
+    name = "evidence-digests"
+    bad = 0
+    items = meta.get("items") if isinstance(meta.get("items"), list) else []
+    for i in items:
+        if (not isinstance(i, dict) or not isinstance(i.get("path"), str) or not i["path"].startswith("data/")
+                or i["path"] not in computed):
+            continue  # coverage (step 10) names items that are not in the bag
+        p, found = i["path"], computed[i["path"]]
+        for field_, value in (("sha512", found.get("sha512")), ("size", src.sizes.get(p))):
+            if i.get(field_) != value:
+                bad += 1
+                report.fail(name, f"bundle.json item {field_} mismatch: expected={i.get(field_)} (signed bundle.json) "
+                            f"found={value} (recomputed from the payload file)", p)
+    by_sha = {d["sha256"]: p for p, d in computed.items() if p.startswith("data/") and "sha256" in d}
+    extra: dict[tuple[str, str], str | None] = {}
+    not_checked: list[str] = []
+    checked_algs: set[str] = set()
+    n_entries = 0
+    for seq in sorted(entries):
+        body = entries[seq].entry.body
+        digests, item = body.get("digests"), body.get("item")
+        if not isinstance(digests, dict) or not isinstance(item, str) or item not in by_sha:
+            continue
+        p = by_sha[item]
+        n_entries += 1
+        for alg, recorded in sorted(digests.items()):
+            if alg in computed[p]:
+                found = computed[p][alg]
+            elif alg in _EXTRA_DIGESTS:
+                if (p, alg) not in extra:
+                    r = _hash_members(src, [p], [alg], 1)[p]
+                    extra[(p, alg)] = r[alg] if isinstance(r, dict) else None
+                found = extra[(p, alg)]
+            else:
+                not_checked.append(f"entry {seq} records a {str(alg)[:40]!r} digest of {p}")
+                continue
+            if not isinstance(recorded, str) or not _HEX.match(recorded) or found is None or recorded != found:
+                bad += 1
+                report.fail(name, f"body.digests.{alg} does not match the payload file {p}: expected={recorded!r} "
+                            f"(signed entry) found={found} (recomputed); the entry describes other bytes", f"entry {seq}")
+            else:
+                checked_algs.add(alg)
+    if not_checked:
+        report.not_established.append("Digests this verifier cannot compute were NOT checked: " + "; ".join(not_checked[:20])
+                                      + (f" (and {len(not_checked) - 20} more)" if len(not_checked) > 20 else "") + ".")
+    if not bad and (items or n_entries):
+        report.add(name, True, f"bundle.json's SHA-512 and size of every item, and every digest recorded by the {n_entries} "
+                   f"signed entries about the payload ({', '.join(sorted(checked_algs)) or 'none'}), recomputed and matching"
+                   + (f"; {len(not_checked)} digest(s) of unknown algorithms NOT checked" if not_checked else ""))
 
 
 def _signed_by_structure(p: str) -> bool:
@@ -789,22 +986,25 @@ def _item_summary(path: str, size: int, digests: Mapping[str, str], ingests: lis
 def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: PublicKey | None, cp: Checkpoint | None,
               entries: Mapping[int, SignedEntry], enrolled: Mapping[str, tuple[PublicKey, int]],
               external: bytes | None) -> None:
-    trusted_ids = {t.key_id if isinstance(t, PublicKey) else t.lower() for t in trusted}
+    # §5 step 12: a pin is a whole key id (trusted_key_ids refuses prefixes); equality, never startswith.
+    trusted_ids = trusted_key_ids(trusted)
     if trusted:
-        if signer is not None and any(signer.key_id.startswith(t) for t in trusted_ids if len(t) >= 8):
-            report.add("evidence-trusted-key", True, f"checkpoint signed by pinned key {signer.key_id[:16]}… ({signer.name}); "
-                       "every included entry is bound to it by its inclusion proof")
+        if signer is not None and signer.key_id in trusted_ids:
+            report.add("evidence-trusted-key", True, f"checkpoint signed by pinned {_who(signer.key_id, enrolled)}; "
+                       "every included entry is bound to it by its inclusion proof", "evidence/checkpoint.txt")
         else:
-            report.fail("evidence-trusted-key", f"the checkpoint is signed by key {signer.key_id if signer else '(none verified)'}"
-                        f", which is not among the --trusted-key keys {sorted(trusted_ids)}")
+            report.fail("evidence-trusted-key", f"the checkpoint is signed by "
+                        f"{_who(signer.key_id, enrolled) + ' (key id ' + signer.key_id + ')' if signer else '(no verified signer)'}"
+                        f", which is not among the --trusted-key keys {sorted(trusted_ids)}", "evidence/checkpoint.txt")
     if report.failures:
         report.not_established.append("Because of the failures above, this bundle does NOT establish the integrity or "
                                       "custody of its contents.")
         return
     n = len(report.items)
     report.established.append(f"The {n} payload files are byte-identical to the files recorded in the custody ledger: "
-                              "their SHA-256 and SHA-512 were recomputed now and match the manifests, and each SHA-256 "
-                              "and size matches a signed ingest entry.")
+                              "their SHA-256 and SHA-512 were recomputed now and match the manifests and the signed "
+                              "bundle.json, and the size and every digest that the signed ingest entries record for them "
+                              "(SHA-256, BLAKE3) match; any digest that could not be computed is listed below.")
     for item in report.items:
         first = next((c for c in item["custody"] if c["type"] == "ingest"), None)
         if first:
@@ -838,6 +1038,11 @@ def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: Publ
         report.not_established.append(f"Who the keys belong to: the checkpoint is signed by key {ids[0][:16] if ids else '?'}…, "
                                       "which was not pinned. Anyone can build a self-consistent bundle with keys of their "
                                       "own; obtain the custodian organisation's key independently and pass --trusted-key to pin it.")
+        report.not_established.append("Who signed: the identities of the checkpoint signer"
+                                      f"{' (' + _who(signer.key_id, enrolled) + ')' if signer else ''} and of the bundle.json "
+                                      "signer (the exporter) rest only on key-enroll entries and keys carried inside this "
+                                      "bundle; the names are what those entries say, not verified facts. Pass --trusted-key "
+                                      "with the keys obtained independently to pin both.")
     if external is None:
         report.not_established.append("That the log was only appended to since an earlier published checkpoint: pass "
                                       "--checkpoint FILE with a checkpoint obtained independently.")

@@ -314,7 +314,8 @@ def _verified_checkpoints(vault: Vault, raw_keys: list[bytes]) -> list[tuple[tra
         size_now = treestore.tree_size(conn)
         for stored in sorted(transparency.list_checkpoints(vault), key=lambda c: (c.tree_size, c.id), reverse=True):
             try:
-                note, head = transparency.verified_note(stored.note_with_cosignatures(), vault.config.origin, raw_keys)
+                note, head = transparency.verified_note(stored.note_with_cosignatures(), vault.config.origin, raw_keys,
+                                                        revoked=transparency.revocations(conn))
             except EvidenceLockError:
                 continue  # `verify`/`audit` report it; a bundle is proven against a good one only
             if head.tree_size <= size_now and head.root_hash == treestore.root_at(conn, head.tree_size):

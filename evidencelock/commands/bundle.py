@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
@@ -10,6 +12,9 @@ from rich.markup import escape
 from ..errors import InputError
 from . import _common as c
 from ._common import EXIT_CODES_HELP, emit_json, handle_errors, json_option, out
+
+if TYPE_CHECKING:
+    from ..keys import PublicKey
 
 
 
@@ -61,10 +66,33 @@ def export(ctx: click.Context, case: str, items: tuple[str, ...], output: Path, 
     out.print(f"Recorded as export entry {result.export_seq} (tag manifest sha256 {result.tagmanifest_sha256[:16]}…).")
 
 
+def _trusted_key(value: str) -> PublicKey | str:
+    """A --trusted-key value: a full key id or a PEM public key file; anything else is bad usage (exit 2)."""
+    from ..errors import FormatError
+    from ..keys import PublicKey, public_key_from_pem
+
+    if re.fullmatch(r"[0-9a-f]{64}", value):
+        return value
+    p = Path(value)
+    if p.is_file():
+        try:
+            return PublicKey(public_key_from_pem(p.read_bytes()[: 1 << 16]))
+        except FormatError as exc:
+            raise InputError(f"--trusted-key file is not an Ed25519 public key (SubjectPublicKeyInfo PEM): {exc.message}",
+                             subject=value) from None
+        except OSError as exc:
+            raise InputError(f"cannot read the --trusted-key file: {exc.strerror}", subject=value) from None
+    raise InputError(f"--trusted-key {value[:80]!r} is neither a public key file nor a full key id (64 lowercase hex digits)",
+                     hint="key-id prefixes are refused: 8 hex digits are 32 bits, which an attacker can match with a key "
+                          "of their own; give the whole key id or the custodian's .pem file")
+
+
 @click.command("verify-bundle", epilog=EXIT_CODES_HELP + " Exit 1 when any check fails or the bag has no evidence layer.")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--trusted-key", "trusted", multiple=True,
-              help="Pin a key: a PEM public key file or a key id (hex, at least 8 digits). Repeatable.")
+              help="Pin a key: a PEM public key file (SubjectPublicKeyInfo) or a full key id (64 lowercase hex "
+                   "digits; prefixes are refused). The checkpoint, bundle.json and a --checkpoint file must each "
+                   "be signed by a pinned key. Repeatable.")
 @click.option("--checkpoint", "checkpoint", type=click.Path(path_type=Path, dir_okay=False),
               help="A checkpoint obtained independently; the bundle must be consistent with it.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, help="Files hashed in parallel.")
@@ -73,20 +101,9 @@ def export(ctx: click.Context, case: str, items: tuple[str, ...], output: Path, 
 def verify_bundle_cmd(bundle: Path, trusted: tuple[str, ...], checkpoint: Path | None, jobs: int | None,
                       as_json: bool) -> None:
     """Verify an evidence bundle offline: BagIt layer, then signatures, proofs, checkpoint, timestamp."""
-    import re
-
     from ..bundle import verify_bundle
-    from ..keys import PublicKey, public_key_from_pem
 
-    keys: list[PublicKey | str] = []
-    for t in trusted:
-        p = Path(t)
-        if p.is_file():
-            keys.append(PublicKey(public_key_from_pem(p.read_bytes())))
-        elif re.fullmatch(r"[0-9a-fA-F]{8,64}", t):
-            keys.append(t.lower())
-        else:
-            raise InputError(f"--trusted-key {t!r} is neither a PEM file nor a key id (8 to 64 hex digits)")
+    keys = [_trusted_key(t) for t in trusted]
     cp_bytes = None
     if checkpoint is not None:
         try:

@@ -132,7 +132,7 @@ def prove(ctx: click.Context, item: str, checkpoint_file: str | None, as_json: b
             note_text = _text(checkpoint_file, "checkpoint")
         else:
             note_text = tr.latest_checkpoint(vault).note
-        _, head = tr.verified_note(note_text, vault.config.origin, tr.ledger_keys(vault))
+        _, head = tr.verified_note(note_text, vault.config.origin, tr.ledger_keys(vault), revoked=tr.ledger_revocations(vault))
         proofs, later = tr.inclusion_proof_for_item(vault, sha, head)
     if not proofs:
         raise InputError(f"no entry of item {sha[:16]}… is covered by the checkpoint (size {head.tree_size})",

@@ -35,6 +35,7 @@ __all__ = [
     "TimestampInfo",
     "make_request",
     "request_token",
+    "request_token_and_query",
     "token_from_response",
     "verify_token",
     "check_token_imprint",
@@ -131,6 +132,12 @@ def request_token(url: str, data: bytes, *, timeout: float = 30.0) -> bytes:
     Raises :class:`StorageError` when the TSA cannot be reached or refuses, and
     :class:`FormatError` when it answers something that is not a TimeStampResp.
     """
+    return request_token_and_query(url, data, timeout=timeout)[0]
+
+
+def request_token_and_query(url: str, data: bytes, *, timeout: float = 30.0) -> tuple[bytes, bytes]:
+    """:func:`request_token`, also returning the DER TimeStampReq sent, so it can be stored with
+    the token and its nonce checked again later (docs/transparency.md §5, step 5)."""
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("http", "https"):
         raise InputError(f"TSA URL must be http or https, found {url!r}")
@@ -156,7 +163,7 @@ def request_token(url: str, data: bytes, *, timeout: float = 30.0) -> bytes:
         texts = "; ".join(response.status_string) or "no status text"
         raise StorageError(f"TSA refused the request: status={response.status} ({texts})", subject=url)
     _check_against_request(response, query, url)
-    return response.time_stamp_token()
+    return response.time_stamp_token(), query
 
 
 def _der_length(n: int) -> bytes:

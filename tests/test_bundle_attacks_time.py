@@ -100,7 +100,9 @@ def dated_pki(d: Path, not_before: datetime, *, cn: str = "Test TSA") -> tuple[P
 
 
 def swap_timestamp(bag: Path, token: bytes, chain: bytes) -> None:
-    """Replace the bundle's token and chain (files not pinned by bundle.json) and fix the tag manifests."""
+    """Replace the bundle's token and chain (files not pinned by bundle.json) and fix the tag manifests;
+    the stored request (optional) goes too, as its nonce would betray the swap."""
+    (bag / "evidence/timestamp.tsq").unlink(missing_ok=True)
     (bag / "evidence/timestamp.tst").write_bytes(token)
     (bag / "evidence/tsa-chain.pem").write_bytes(chain)
     regen_tag_manifests(bag)
@@ -289,3 +291,19 @@ def test_entries_dated_after_the_trusted_timestamp_are_refused(tmp_path):
     assert "existed no later than" not in p.stdout
     r = verify_bundle(res.path, tsa_roots=[root.read_bytes()])
     assert {c.subject for c in r.failures if c.name == "evidence-time-after-timestamp"} >= {"entry 0", "entry 1"}
+
+
+# -- nonce and stored request ------------------------------------------------------------------------
+def test_token_swapped_for_another_genuine_token_fails_the_stored_request(bag, exported, genuine_root):
+    """A second genuine token from the same trusted TSA over the same checkpoint (e.g. a later one,
+    replayed): everything verifies except that it does not answer the request stored with it."""
+    assert (bag / "evidence/timestamp.tsq").is_file()  # export keeps the request it sent
+    p = verify(bag, "--tsa-root", genuine_root)
+    assert p.code == 0 and "ok   evidence-timestamp-request" in p.stdout, p.stdout
+    body = (bag / "evidence/checkpoint-body.txt").read_bytes()
+    (bag / "evidence/timestamp.tst").write_bytes(exported["tsa"].token(body))
+    regen_tag_manifests(bag)
+    p = verify(bag, "--tsa-root", genuine_root)
+    assert p.code == 1, p.stdout
+    fail = [ln for ln in p.stdout.splitlines() if ln.startswith("FAIL evidence-timestamp-request")]
+    assert fail and "nonce mismatch" in fail[0] and "evidence/timestamp.tsq" in fail[0]

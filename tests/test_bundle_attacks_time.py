@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -307,3 +308,88 @@ def test_token_swapped_for_another_genuine_token_fails_the_stored_request(bag, e
     assert p.code == 1, p.stdout
     fail = [ln for ln in p.stdout.splitlines() if ln.startswith("FAIL evidence-timestamp-request")]
     assert fail and "nonce mismatch" in fail[0] and "evidence/timestamp.tsq" in fail[0]
+
+
+# -- the same rules in the vault (`verify`) -----------------------------------------------------------
+def _vault_with_stamped_checkpoint(tmp_path: Path, start: datetime):
+    from conftest import Clock
+    from evidencelock.vault import Vault
+
+    clock = Clock(start)
+    vp = tmp_path / "vault"
+    Vault.init(vp, custodian="Field Team A", passphrase=PASSPHRASE, now=clock()).close()
+    with Vault.open(vp, writable=True) as v:
+        key = v.unlock(PASSPHRASE)
+        for i in range(3):
+            v.append(key, now=clock(), type="annotate", case="C-1", body={"text": f"n{i}"})
+    pki = make_pki(tmp_path / "pki")
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(pki.tsa_cert.read_bytes() + pki.ca_cert.read_bytes())
+    with serve(pki) as server:
+        p = run_cli("checkpoint", "--tsa", server.url, "--tsa-cert", chain, "--json", vault=vp)
+    assert p.code == 0, p.stderr
+    return vp, pki, p.json()["id"]
+
+
+def _stamps(vp: Path, cp_id: int, change=None) -> list[dict]:
+    """A checkpoint row's timestamp records, optionally edited in place (direct database write)."""
+    from sqlalchemy import select, update
+
+    from evidencelock import schema
+    from evidencelock.vault import Vault
+
+    with Vault.open(vp, writable=True) as v, v.ledger.engine.begin() as conn:
+        row = schema.checkpoints.c.id == cp_id
+        stamps = json.loads(conn.execute(select(schema.checkpoints.c.timestamps_json).where(row)).scalar_one())
+        if change is not None:
+            change(stamps)
+            conn.execute(update(schema.checkpoints).where(row).values(timestamps_json=json.dumps(stamps)))
+    return stamps
+
+
+def test_vault_token_swapped_for_another_genuine_token_is_refused_by_verify(tmp_path):
+    """Someone with write access to the database swaps a checkpoint's token for another genuine
+    token over the same body: `verify` names the nonce mismatch with the stored request."""
+    import base64
+
+    from evidencelock.timestamp import make_request, token_from_response
+
+    vp, pki, cp_id = _vault_with_stamped_checkpoint(tmp_path, datetime.now(timezone.utc) - timedelta(minutes=1))
+    assert run_cli("verify", vault=vp).code == 0
+    stamps = _stamps(vp, cp_id)
+    assert stamps[0].get("tsq"), "the request is stored with the token"
+    from evidencelock import transparency as tr
+    from evidencelock.vault import Vault
+
+    with Vault.open(vp) as v:
+        body = tr.get_checkpoint(v, cp_id).body
+    other = token_from_response(openssl_reply(pki, make_request(body)))
+
+    def swap(st):
+        st[0]["token"] = base64.b64encode(other).decode()
+
+    _stamps(vp, cp_id, swap)
+    p = run_cli("verify", vault=vp)
+    assert p.code == 1, p.stdout + p.stderr
+    assert "checkpoint-timestamp-invalid" in p.stdout + p.stderr and "nonce mismatch" in p.stdout + p.stderr
+
+
+def test_vault_clock_ahead_of_the_tsa_is_reported_by_verify(tmp_path):
+    """The laptop clock runs a day ahead: the entries a stamped checkpoint covers are dated after
+    the genuine TSA's time, and `verify` says so (before any bundle is made)."""
+    vp, _, _ = _vault_with_stamped_checkpoint(tmp_path, datetime.now(timezone.utc) + timedelta(days=1))
+    p = run_cli("verify", vault=vp)
+    assert p.code == 1, p.stdout + p.stderr
+    assert "checkpoint-timestamp-contradicts" in p.stdout + p.stderr
+
+
+def test_vault_timestamp_record_without_a_token_is_refused(tmp_path):
+    """A record of the undocumented "whole note" form (no `token`) is not accepted any more."""
+    vp, _, cp_id = _vault_with_stamped_checkpoint(tmp_path, datetime.now(timezone.utc) - timedelta(minutes=1))
+
+    def legacy(st):
+        st[0]["response"] = st[0].pop("token")
+
+    _stamps(vp, cp_id, legacy)
+    p = run_cli("verify", vault=vp)
+    assert p.code == 1 and "holds no TimeStampToken" in p.stdout + p.stderr, p.stdout + p.stderr

@@ -393,3 +393,48 @@ def test_vault_timestamp_record_without_a_token_is_refused(tmp_path):
     _stamps(vp, cp_id, legacy)
     p = run_cli("verify", vault=vp)
     assert p.code == 1 and "holds no TimeStampToken" in p.stdout + p.stderr, p.stdout + p.stderr
+
+
+def test_tsa_certificate_issued_by_a_non_ca_leaf_of_the_trusted_root_is_refused(bag, exported, genuine_root, tmp_path):
+    """The attacker holds some end-entity certificate from the trusted CA (not a CA itself) and uses
+    its key to issue a "TSA" certificate of their own: chain = evil TSA, that leaf, genuine root."""
+    from tsa import make_tsa_cert
+
+    pki = exported["tsa"].pki
+    d = tmp_path / "leafca"
+    d.mkdir()
+    leaf_cert, leaf_key = make_tsa_cert(d, "Some Leaf", pki.ca_cert, pki.ca_key)  # CA:FALSE, genuine issuer
+    evil_cert, evil_key = make_tsa_cert(d, "Test TSA", leaf_cert, leaf_key)
+    body = (bag / "evidence/checkpoint-body.txt").read_bytes()
+    token = backdated_token(d, evil_cert, evil_key, body, datetime.now(timezone.utc).replace(microsecond=0))
+    swap_timestamp(bag, token, evil_cert.read_bytes() + leaf_cert.read_bytes() + pki.ca_cert.read_bytes())
+    p = verify(bag, "--tsa-root", genuine_root)
+    assert p.code == 1, p.stdout
+    assert "existed no later than" not in p.stdout
+    assert "FAIL evidence-timestamp" in p.stdout
+
+
+def test_chain_walk_accepts_only_paths_to_the_users_roots(exported, tmp_path):
+    """The path walk itself (not the token library): genuine chain -> the root; a non-CA issuer, a
+    self-made CA, or a certificate not valid at genTime -> refused."""
+    from evidencelock.errors import ProofError
+    from evidencelock.timestamp import check_chain_to_trusted_roots
+    from tsa import make_tsa_cert
+
+    pki = exported["tsa"].pki
+    root = pki.ca_cert.read_bytes()
+    now = datetime.now(timezone.utc)
+    got = check_chain_to_trusted_roots(pki.tsa_cert.read_bytes(), [], [root], at=now)
+    assert "Test Root CA" in got.subject.rfc4514_string()
+    d = tmp_path / "w"
+    d.mkdir()
+    leaf, leaf_key = make_tsa_cert(d, "Some Leaf", pki.ca_cert, pki.ca_key)
+    evil, _ = make_tsa_cert(d, "Evil TSA", leaf, leaf_key)
+    other = make_pki(tmp_path / "other")
+    now = datetime.now(timezone.utc)  # after every certificate above was made (validity starts at creation)
+    with pytest.raises(ProofError, match="does not chain to any trusted root"):
+        check_chain_to_trusted_roots(evil.read_bytes(), [leaf.read_bytes()], [root], at=now)
+    with pytest.raises(ProofError, match="does not chain"):
+        check_chain_to_trusted_roots(other.tsa_cert.read_bytes(), [other.ca_cert.read_bytes()], [root], at=now)
+    with pytest.raises(ProofError, match="not valid at"):
+        check_chain_to_trusted_roots(pki.tsa_cert.read_bytes(), [], [root], at=datetime(2001, 1, 1, tzinfo=timezone.utc))

@@ -903,7 +903,7 @@ def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: Publ
     for item in report.items:
         first = next((c for c in item["custody"] if c["type"] == "ingest"), None)
         if first:
-            report.established.append(f"{item['path']}: ingested at {first['time']} by custodian "
+            report.established.append(f"{item['path']}: ingested (dated {first['time']} by the signer's own clock) by custodian "
                                       f"{first['custodian'] or first['actor'][:16]} (key {first['actor'][:16]}…), entry {first['seq']}.")
     if cp is not None and signer is not None:
         report.established.append(f"All {len(entries)} custody entries are part of log {cp.origin} as committed by the "

@@ -251,3 +251,27 @@ def test_pasted_into_one_shell_the_blocks_report_failures_and_keep_the_shell(bag
     assert p.stdout.rstrip().endswith("STILL-HERE"), out[-800:]
     assert "FAILED: data/ and manifest-sha256.txt list different files" in out
     assert "which no earlier entry enrols" in out and "is not in the log" in out
+
+
+def test_backdated_token_from_a_self_made_tsa_fails_by_hand(bag, tmp_path):
+    """A self-made TSA (its certificates valid in 2009) backdates the checkpoint to 2010. `openssl ts
+    -verify` with the bundle's own chain passes (which is why the root must be compared); the root
+    fingerprint printed is not the genuine one, and the entry-time block fails."""
+    from datetime import datetime, timezone
+
+    from test_bundle_attacks_time import backdated_token, dated_pki, swap_timestamp
+
+    ca, cert, key = dated_pki(tmp_path / "evil", datetime(2009, 1, 1, tzinfo=timezone.utc))
+    body = (bag / "evidence/checkpoint-body.txt").read_bytes()
+    swap_timestamp(bag, backdated_token(tmp_path / "evil", cert, key, body, datetime(2010, 1, 1, tzinfo=timezone.utc)),
+                   cert.read_bytes() + ca.read_bytes())
+    results = run_blocks(bag)
+    code, out = _block_out(results, "openssl x509 -noout -subject -fingerprint -sha256")
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    evil_fp = ":".join(f"{b:02X}" for b in hashlib.sha256(x509.load_pem_x509_certificate(ca.read_bytes())
+                                                          .public_bytes(Encoding.DER)).digest())
+    assert evil_fp in out  # the reader sees a fingerprint that is not the authority's
+    code, out = _block_out(results, "Time stamp:")
+    assert code != 0 and "FAILED: entry 0 is dated" in out and "2010-01-01T00:00:00+00:00" in out

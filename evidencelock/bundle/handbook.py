@@ -152,7 +152,31 @@ Better: save the authority's root certificate, obtained from the authority itsel
 intermediate certificates, never the trust):
 `openssl ts -verify -token_in -in evidence/timestamp.tst -data evidence/checkpoint-body.txt -CAfile TSA-ROOT.pem -untrusted {chain}`.
 Finally, no entry the checkpoint contains (seq below its size, {cp.tree_size}) may be dated after the
-token's time: compare the `time` of the newest such entry with the token's `Time stamp:` line.
+token's time (plus its stated accuracy and one second): otherwise the entry's time or the token's
+time is false. This compares the token's `Time stamp:` and `Accuracy:` lines with every entry:
+
+```sh
+python3 - <<'PY'
+import glob, json, os, re, subprocess, sys
+from datetime import datetime, timedelta, timezone
+text = subprocess.run(["openssl", "ts", "-reply", "-token_in", "-in", "evidence/timestamp.tst", "-text"],
+                      capture_output=True, text=True, check=True).stdout
+m = re.search(r"^Time stamp: (\\w{{3}}) +(\\d+) (\\d\\d):(\\d\\d):(\\d\\d)(\\.\\d+)? (\\d{{4}}) GMT$", text, re.M)
+months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+t = datetime(int(m[7]), months.index(m[1]) + 1, int(m[2]), int(m[3]), int(m[4]), int(m[5]), tzinfo=timezone.utc)
+acc = re.search(r"^Accuracy: (0x[0-9A-Fa-f]+|unspecified) seconds", text, re.M)
+limit = t + timedelta(seconds=1 + (int(acc[1], 16) if acc and acc[1] != "unspecified" else 0))
+size = int(open("evidence/checkpoint-body.txt").read().split("\\n")[1])
+bad = 0
+for name in sorted(glob.glob("evidence/entries/*.json")):
+    seq, when = int(os.path.basename(name)[:-5]), json.load(open(name))["time"]
+    if seq < size and datetime.strptime(when, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc) > limit:
+        print(f"FAILED: entry {{seq}} is dated {{when}}, after the timestamp {{t.isoformat()}}")
+        bad = 1
+print("FAILED" if bad else f"OK: no entry of the checkpoint is dated after the timestamp {{t.isoformat()}}")
+sys.exit(bad)
+PY
+```
 """
     return f"""# How to verify this evidence bundle by hand
 

@@ -253,14 +253,19 @@ def _small_case(root: Path, name: str, content: bytes) -> Path:
     return d
 
 
-def test_entry_times_going_backwards_are_refused(tmp_path):
-    """A vault whose clock was set back between two ingests: the bundle is refused, entries named."""
+def test_entry_times_going_backwards_are_refused(tmp_path, monkeypatch):
+    """A ledger whose times go backwards (written by an implementation without the §2.3 rule, or by
+    an older version, here: the rule switched off while the laptop's clock is set back two days):
+    the bundle is refused, both entries named."""
+    from evidencelock.ledger import Ledger
+
     start = datetime(2024, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
     vault, clock = build_vault(tmp_path, start)
     key = vault.unlock(PASSPHRASE)
     ingest(vault, [_small_case(tmp_path, "one", b"first\n")], key=key, case="Case T", now=clock, extract_media=False)
     good = export_bundle(vault, case="Case T", out=tmp_path / "good", key=key, now=clock, report=False)
     clock.t = start - timedelta(days=2)  # the laptop's clock is set back two days
+    monkeypatch.setattr(Ledger, "_last_time", staticmethod(lambda conn, tail: None))
     ingest(vault, [_small_case(tmp_path, "two", b"second\n")], key=key, case="Case T", now=clock, extract_media=False)
     bad = export_bundle(vault, case="Case T", out=tmp_path / "bad", key=key, now=clock, report=False)
     vault.close()
@@ -270,6 +275,25 @@ def test_entry_times_going_backwards_are_refused(tmp_path):
     fail = [ln for ln in p.stdout.splitlines() if ln.startswith("FAIL evidence-time-order")]
     assert fail and "go backwards" in fail[0] and "2024-02-28" in fail[0]
     assert "VERIFIED" not in p.stdout
+
+
+def test_clock_set_back_does_not_make_times_go_backwards(tmp_path):
+    """docs/ledger-format.md §2.3: the writer never records an entry dated before its predecessor
+    (a clock set back, or a writer that took its time before waiting for the lock): the entry gets
+    its predecessor's time, and the bundle verifies."""
+    start = datetime(2024, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+    vault, clock = build_vault(tmp_path, start)
+    key = vault.unlock(PASSPHRASE)
+    ingest(vault, [_small_case(tmp_path, "one", b"first\n")], key=key, case="Case T", now=clock, extract_media=False)
+    last = vault.append(key, now=start + timedelta(hours=1), type="annotate", case="Case T", body={"text": "later"})
+    late = vault.append(key, now=start - timedelta(days=2), type="annotate", case="Case T", body={"text": "clock back"})
+    assert late.entry.time == last.entry.time
+    clock.t = start - timedelta(days=2)  # the laptop's clock is set back two days
+    ingest(vault, [_small_case(tmp_path, "two", b"second\n")], key=key, case="Case T", now=clock, extract_media=False)
+    res = export_bundle(vault, case="Case T", out=tmp_path / "b", key=key, now=clock, report=False)
+    vault.close()
+    p = run_cli("verify-bundle", res.path)
+    assert p.code == 0 and "ok   evidence-time-order" in p.stdout, p.stdout
 
 
 def test_entries_dated_after_the_trusted_timestamp_are_refused(tmp_path):

@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -767,11 +767,22 @@ def _check_entry_times(report: BundleReport, entries: Mapping[int, SignedEntry],
             report.fail("evidence-time-order", f"entry {seq} is dated {entries[seq].entry.time}, before entry {prev[0]} "
                         f"({entries[prev[0]].entry.time}): entry times go backwards along seq", f"entry {seq}")
         prev = (seq, t)
-    stamp = report.timestamp
-    if stamp is None or cp is None:
-        return
+    stamp = report.timestamp if cp is not None else None
+    late = 0
+    if stamp is not None and cp is not None:
+        late = _entries_after_stamp(report, entries, cp, stamp)
+    if entries and not backwards and not late:
+        report.add("evidence-time-order", True, "entry times do not decrease along seq, and none of the entries the "
+                   "timestamped checkpoint contains is dated after its timestamp" if stamp else
+                   "entry times do not decrease along seq")
+
+
+def _entries_after_stamp(report: BundleReport, entries: Mapping[int, SignedEntry], cp: Checkpoint,
+                         stamp: Mapping[str, Any]) -> int:
+    from ..entry import parse_time
+
     gen = datetime.fromisoformat(stamp["time"])
-    limit = gen.timestamp() * 1_000_000 + stamp["slack_us"]
+    limit = gen + timedelta(microseconds=stamp["slack_us"])
     late = 0
     for seq in sorted(entries):
         if seq >= cp.tree_size:
@@ -780,15 +791,12 @@ def _check_entry_times(report: BundleReport, entries: Mapping[int, SignedEntry],
             t = parse_time(entries[seq].entry.time)
         except EvidenceLockError:
             continue
-        if t.timestamp() * 1_000_000 > limit:
+        if t > limit:
             late += 1
             report.fail("evidence-time-after-timestamp", f"entry {seq} is dated {entries[seq].entry.time}, after the "
                         f"timestamp {stamp['time']} of the checkpoint (size {cp.tree_size}) that contains it: the "
                         "entry's time or the token's time is false", f"entry {seq}")
-    if entries and not backwards and not late:
-        report.add("evidence-time-order", True, "entry times do not decrease along seq, and none of the entries the "
-                   "timestamped checkpoint contains is dated after its timestamp" if stamp else
-                   "entry times do not decrease along seq")
+    return late
 
 
 def _check_consistency(report: BundleReport, proofs: Mapping[str, Any], cp: Checkpoint, external: bytes | None,

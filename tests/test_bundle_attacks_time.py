@@ -26,6 +26,7 @@ import pytest
 from conftest import PASSPHRASE, run_cli
 from evidencelock.bundle import export_bundle, verify_bundle
 from evidencelock.ingest import ingest
+from evidencelock.timestamp import make_request, token_from_response
 from test_bundle_support import LocalTSA, bag, build_vault, exported, regen_tag_manifests  # noqa: F401
 from tsa import make_pki, openssl_reply, serve
 
@@ -148,7 +149,7 @@ def test_self_made_tsa_time_is_not_established(bag, genuine_root, tmp_path):
     """The attacker's own CA + TSA re-stamps the genuine checkpoint (current time): no key needed."""
     evil = make_pki(tmp_path / "evil")
     body = (bag / "evidence/checkpoint-body.txt").read_bytes()
-    token = LocalTSA.token.__get__(type("T", (), {"pki": evil})())(body)
+    token = token_from_response(openssl_reply(evil, make_request(body)))  # a real `openssl ts -reply` token
     swap_timestamp(bag, token, evil.tsa_cert.read_bytes() + evil.ca_cert.read_bytes())
     p = verify(bag)
     # Everything else is genuine, so the bundle verifies, but the time is NOT presented as a fact.
@@ -375,8 +376,6 @@ def test_vault_token_swapped_for_another_genuine_token_is_refused_by_verify(tmp_
     """Someone with write access to the database swaps a checkpoint's token for another genuine
     token over the same body: `verify` names the nonce mismatch with the stored request."""
     import base64
-
-    from evidencelock.timestamp import make_request, token_from_response
 
     vp, pki, cp_id = _vault_with_stamped_checkpoint(tmp_path, datetime.now(timezone.utc) - timedelta(minutes=1))
     assert run_cli("verify", vault=vp).code == 0

@@ -19,8 +19,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, func, select, t
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from . import schema, treestore
-from .entry import GENESIS_PREV, Entry, SignedEntry
-from .errors import StorageError
+from .entry import GENESIS_PREV, Entry, SignedEntry, parse_time
+from .errors import EvidenceLockError, StorageError
 
 __all__ = ["Ledger", "Tail", "EntryRow", "Draft"]
 
@@ -127,8 +127,14 @@ class Ledger:
                     return []
                 signed_list: list[SignedEntry] = []
                 seq, prev = tail.size, tail.prev
+                # docs/ledger-format.md §2.3: times never decrease along seq.  A writer that took its time
+                # before waiting for this lock (a checkpoint asking TSAs, an audit during an ingest) is
+                # recorded at its predecessor's time, which is when it was in fact recorded.
+                floor = self._last_time(conn, tail)
                 for d in drafts:
-                    entry = Entry(seq=seq, prev=prev, time=d.time, type=d.type, case=d.case, actor=d.actor, body=d.body)
+                    time = d.time if floor is None or d.time >= floor else floor
+                    floor = time
+                    entry = Entry(seq=seq, prev=prev, time=time, type=d.type, case=d.case, actor=d.actor, body=d.body)
                     signed = SignedEntry.create(entry, sign)
                     signed_list.append(signed)
                     seq, prev = seq + 1, signed.entry_hash
@@ -155,6 +161,19 @@ class Ledger:
         if row is None:
             return Tail(0, GENESIS_PREV)
         return Tail(row.seq + 1, row.entry_hash)
+
+    @staticmethod
+    def _last_time(conn: Connection, tail: Tail) -> str | None:
+        """The time of the last entry, from its signed bytes (None for an empty or unreadable ledger)."""
+        if tail.size == 0:
+            return None
+        row = conn.execute(select(schema.entries.c.canonical).where(schema.entries.c.seq == tail.size - 1)).first()
+        try:
+            when = json.loads(bytes(row.canonical))["time"] if row is not None else None
+            parse_time(when)
+        except (ValueError, TypeError, KeyError, EvidenceLockError):
+            return None
+        return when
 
     @contextmanager
     def reader(self) -> Iterator[Connection]:

@@ -57,8 +57,10 @@ def proves(ctx: Any) -> list[str]:
         "of them would change that checkpoint.",
     ]
     if _verified_stamp(ctx):
-        out.append(f"That checkpoint existed no later than {ctx.timestamp['time']}, according to the independent "
-                   f"timestamp authority {ctx.timestamp['tsa']}.")
+        out.append(f"That checkpoint existed no later than {ctx.timestamp['time']}, according to the timestamp "
+                   f"authority {ctx.timestamp['tsa']}, whose root certificate (SHA-256 {ctx.timestamp['root_sha256']}) "
+                   "the exporter trusted. The time is independent only if that root is the one the authority "
+                   "publishes: compare it (verify-bundle --tsa-root FILE does).")
     return out
 
 
@@ -441,7 +443,8 @@ def certification_md(ctx: Any) -> str:
     rows = "\n".join(f"| `{p['path']}` | {p['size']} | `{p['sha256']}` | "
                      f"{', '.join('#' + str(s) for s in p['entries'])} |" for p in ctx.plan)
     ts = (f"The checkpoint was timestamped by {ctx.timestamp['tsa']} at {ctx.timestamp['time']} (RFC 3161 token "
-          "`evidence/timestamp.tst` over `evidence/checkpoint-body.txt`)." if _verified_stamp(ctx)
+          "`evidence/timestamp.tst` over `evidence/checkpoint-body.txt`; the authority's root certificate has SHA-256 "
+          f"`{ctx.timestamp['root_sha256']}`, to be compared with the one the authority publishes)." if _verified_stamp(ctx)
           else "An RFC 3161 token is attached to the checkpoint but was not verified (no TSA certificate chain)."
           if ctx.timestamp else "No RFC 3161 timestamp is attached to the checkpoint.")
     first_times = {}

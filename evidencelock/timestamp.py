@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 
 import rfc3161_client
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from rfc3161_client import HashAlgorithm, PKIStatus, TimestampRequestBuilder, VerifierBuilder
 
 from .errors import FormatError, InputError, ProofError, StorageError
@@ -34,9 +35,12 @@ __all__ = [
     "TimestampInfo",
     "make_request",
     "request_token",
+    "request_token_and_query",
     "token_from_response",
     "verify_token",
     "check_token_imprint",
+    "check_chain_to_trusted_roots",
+    "request_facts",
     "TsaChain",
     "load_tsa_certificates",
     "MAX_RESPONSE_BYTES",
@@ -61,6 +65,8 @@ class TimestampInfo:
     serial: int  # TSTInfo.serialNumber
     hash_algorithm: str  # imprint algorithm, e.g. "sha256"
     policy: str  # TSA policy OID (dotted)
+    nonce: int | None = None  # TSTInfo.nonce, if the token carries one
+    accuracy: timedelta = timedelta(0)  # TSTInfo.accuracy (RFC 3161 §2.4.2), zero when absent
 
 
 def make_request(data: bytes) -> bytes:
@@ -126,6 +132,12 @@ def request_token(url: str, data: bytes, *, timeout: float = 30.0) -> bytes:
     Raises :class:`StorageError` when the TSA cannot be reached or refuses, and
     :class:`FormatError` when it answers something that is not a TimeStampResp.
     """
+    return request_token_and_query(url, data, timeout=timeout)[0]
+
+
+def request_token_and_query(url: str, data: bytes, *, timeout: float = 30.0) -> tuple[bytes, bytes]:
+    """:func:`request_token`, also returning the DER TimeStampReq sent, so it can be stored with
+    the token and its nonce checked again later (docs/transparency.md §5, step 5)."""
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("http", "https"):
         raise InputError(f"TSA URL must be http or https, found {url!r}")
@@ -151,7 +163,7 @@ def request_token(url: str, data: bytes, *, timeout: float = 30.0) -> bytes:
         texts = "; ".join(response.status_string) or "no status text"
         raise StorageError(f"TSA refused the request: status={response.status} ({texts})", subject=url)
     _check_against_request(response, query, url)
-    return response.time_stamp_token()
+    return response.time_stamp_token(), query
 
 
 def _der_length(n: int) -> bytes:
@@ -244,13 +256,90 @@ def verify_token(
         display = str(tsa_name.value)
     else:
         display = tsa_certs[0].subject.rfc4514_string()
+    acc = info.accuracy
+    accuracy = timedelta(0)
+    if acc is not None:
+        accuracy = timedelta(seconds=acc.seconds or 0, milliseconds=acc.millis or 0, microseconds=acc.micros or 0)
     return TimestampInfo(
         time=gen_time,
         tsa_name=display,
         serial=int(info.serial_number),
         hash_algorithm=name,
         policy=info.policy.dotted_string,
+        nonce=None if info.nonce is None else int(info.nonce),
+        accuracy=accuracy,
     )
+
+
+def check_chain_to_trusted_roots(
+    tsa_certificate_pem: bytes,
+    intermediate_certificates_pem: Sequence[bytes],
+    trusted_roots_pem: Sequence[bytes],
+    *,
+    at: datetime,
+    subject: str = "timestamp token",
+) -> x509.Certificate:
+    """Walk issuer links from the TSA certificate through ``intermediate_certificates_pem`` to one
+    of ``trusted_roots_pem`` (certificates the *user* trusts); return that root, else raise.
+
+    Why a walk of our own: the token verifier pools the TSA certificate, intermediates and roots
+    into one trust set, so a self-signed "TSA" or a self-made CA that travels with the token
+    would be accepted as a trust anchor.  Here only ``trusted_roots_pem`` ends a path.  Each link
+    is a signature check (``verify_directly_issued_by``); each certificate on the path must be
+    valid at ``at`` (the token's genTime) and every issuer must be a CA (basicConstraints).
+    """
+    tsa = _load_certs([tsa_certificate_pem], "TSA certificate")
+    roots = _load_certs(trusted_roots_pem, "trusted TSA root")
+    inter = _load_certs(intermediate_certificates_pem, "intermediate certificate")
+    if len(tsa) != 1 or not roots:
+        raise InputError("a TSA certificate and at least one trusted root are needed", subject=subject)
+
+    def valid_at(cert: x509.Certificate) -> bool:
+        return cert.not_valid_before_utc <= at <= cert.not_valid_after_utc
+
+    def is_ca(cert: x509.Certificate) -> bool:
+        try:
+            return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+        except x509.ExtensionNotFound:
+            return False
+
+    def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+        if cert.issuer != issuer.subject or not is_ca(issuer) or not valid_at(issuer):
+            return False
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            return False
+        return True
+
+    current = tsa[0]
+    if not valid_at(current):
+        raise ProofError(f"the TSA certificate was not valid at the token's time {at.isoformat()}", subject=subject)
+    for _ in range(8):  # RFC 5280 paths of real TSAs are 2-4 certificates long
+        root = next((r for r in roots if issued_by(current, r)), None)
+        if root is not None:
+            return root
+        nxt = next((i for i in inter if i != current and issued_by(current, i)), None)
+        if nxt is None:
+            break
+        current = nxt
+    raise ProofError(
+        f"the TSA certificate ({tsa[0].subject.rfc4514_string()}) does not chain to any trusted root "
+        f"(trusted: {', '.join(r.subject.rfc4514_string() for r in roots)})",
+        subject=subject,
+        hint="the token may come from a self-made authority; its time is only that authority's claim",
+    )
+
+
+def request_facts(request_der: bytes, *, subject: str = "timestamp request") -> tuple[bytes, int | None, str | None]:
+    """(imprint digest, nonce, requested policy OID) of a DER TimeStampReq (RFC 3161 §2.4.1)."""
+    try:
+        request = rfc3161_client._rust.parse_timestamp_request(request_der)
+    except ValueError as exc:
+        raise FormatError(f"not a DER TimeStampReq: {exc}", subject=subject) from None
+    policy = request.policy.dotted_string if request.policy is not None else None
+    nonce = None if request.nonce is None else int(request.nonce)
+    return bytes(request.message_imprint.message), nonce, policy
 
 
 def check_token_imprint(token_der: bytes, data: bytes, *, subject: str = "timestamp token") -> str:

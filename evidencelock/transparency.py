@@ -28,7 +28,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,7 @@ from sqlalchemy import Connection, select
 
 from . import checkpoint as cp_mod
 from . import merkle, schema, timestamp, treestore
-from .entry import SignedEntry, format_time
+from .entry import SignedEntry, format_time, parse_time
 from .errors import (
     EvidenceLockError,
     FormatError,
@@ -303,8 +303,9 @@ def _verify_with_chains(token: bytes, body: bytes, chains: Sequence[TsaChain], n
 
 def _stamp(url: str, body: bytes, chains: Sequence[TsaChain], now: datetime, timeout: float) -> tuple[TsaResult, dict[str, Any] | None]:
     try:
-        token = timestamp.request_token(url, body, timeout=timeout)
+        token, query = timestamp.request_token_and_query(url, body, timeout=timeout)
         record: dict[str, Any] = {"url": url, "tsa": url, "token": base64.b64encode(token).decode("ascii"),
+                                  "tsq": base64.b64encode(query).decode("ascii"),
                                   "source": "online", "added": format_time(now)}
         result = TsaResult(url, True, tsa=url)
         if chains:
@@ -429,7 +430,7 @@ def attach_timestamp(vault: "Vault", key: CustodianKey, checkpoint_id: int, tsr:
     _check_imprint(token, body, cp.describe())
     chains = [load_tsa_certificates(p) for p in tsa_certificates]
     record: dict[str, Any] = {"url": "offline", "tsa": "offline", "token": base64.b64encode(token).decode("ascii"),
-                              "source": "offline", "added": format_time(now)}
+                              "tsq": answered["tsq"], "source": "offline", "added": format_time(now)}
     result = TsaResult("offline", True, tsa="offline")
     if chains:
         info, chain = _verify_with_chains(token, body, chains, now)
@@ -704,6 +705,7 @@ def check_checkpoints(vault: "Vault", report: "VerifyReport", leaf_hashes: Seque
                    f"entry {bad} has no usable leaf hash, so checkpoint roots cannot be recomputed")
         return
     roots = _roots_at(leaf_hashes, (c.tree_size for c in stored))
+    latest = _latest_times(vault, [c.tree_size for c in stored if any(t.get("chain") for t in c.timestamps)])
     by_size: dict[int, list[tuple[StoredCheckpoint, bytes]]] = {}
     for cp in stored:
         report.checkpoints_checked += 1
@@ -734,7 +736,7 @@ def check_checkpoints(vault: "Vault", report: "VerifyReport", leaf_hashes: Seque
         if cp.note_sha256 not in recorded:
             report.add("checkpoint-unrecorded", subject,
                        "no checkpoint entry in the ledger records this checkpoint", "notice")
-        _check_stamps(cp, head.body_bytes(), report, subject, now)
+        _check_stamps(cp, head.body_bytes(), report, subject, now, latest.get(head.tree_size))
     for size, group in by_size.items():
         distinct = {root for _, root in group}
         if len(distinct) > 1:
@@ -757,29 +759,73 @@ def _recorded_note_hashes(conn: Connection) -> set[str]:
     return found
 
 
-def _check_stamps(cp: StoredCheckpoint, body: bytes, report: "VerifyReport", subject: str, now: datetime | None) -> None:
+def _check_stamps(cp: StoredCheckpoint, body: bytes, report: "VerifyReport", subject: str, now: datetime | None,
+                  latest_entry_time: str | None = None) -> None:
+    """Each stored token (docs/transparency.md §5): over the body; with a stored chain, fully verified;
+    with a stored request, answering it (nonce, policy); and no covered entry dated after its genTime."""
     for i, st in enumerate(cp.timestamps):
-        token_b64 = next((st[k] for k in ("token", "response", "tsr") if isinstance(st.get(k), str)), None)
-        if token_b64 is None:
-            continue  # a pending offline request
+        if st.get("status") == "pending":
+            continue  # an offline request not answered yet
         where = f"{subject}, timestamp {i + 1} ({st.get('tsa', '?')})"
+        if not isinstance(st.get("token"), str):
+            # §5: the only stored form is a TimeStampToken over the body (no "whole note" variant).
+            report.add("checkpoint-timestamp-invalid", where, "the record holds no TimeStampToken ('token')")
+            continue
         try:
-            der = base64.b64decode(token_b64, validate=True)
-            if "token" in st:
-                _check_imprint(der, body, where)
-                chain = st.get("chain")
-                if isinstance(chain, str):
-                    c = load_tsa_certificates(chain.encode("ascii"), subject=where)
-                    timestamp.verify_token(der, body, tsa_certificate_pem=c.tsa_pem, root_certificates_pem=c.roots_pem,
-                                           intermediate_certificates_pem=c.intermediates_pem,
-                                           now=now or datetime(9000, 1, 1, tzinfo=timezone.utc))
-            else:
-                # A TimeStampResp stored by `export` (bundle convention: stamps the whole note).
-                response = timestamp._parse_response(der, where)  # noqa: SLF001
-                _check_imprint(response.time_stamp_token(), body, where, also=cp.note.encode("utf-8"))
+            der = base64.b64decode(st["token"], validate=True)
+            _check_imprint(der, body, where)
+            tsq = st.get("tsq")
+            if isinstance(tsq, str):
+                imprint, nonce, policy = timestamp.request_facts(base64.b64decode(tsq, validate=True), subject=where)
+                info = timestamp._parse_response(timestamp._wrap_token(der), where).tst_info  # noqa: SLF001
+                if bytes(info.message_imprint.message) != imprint:
+                    raise ProofError(f"the token does not answer the stored request: imprint expected={imprint.hex()} "
+                                     f"found={bytes(info.message_imprint.message).hex()}", subject=where)
+                if nonce is not None and (info.nonce is None or int(info.nonce) != nonce):
+                    raise ProofError(f"nonce mismatch (RFC 3161 §2.4.2): expected={nonce} found={info.nonce}; the "
+                                     "token does not answer the stored request", subject=where)
+                if policy is not None and info.policy.dotted_string != policy:
+                    raise ProofError(f"policy mismatch: requested={policy} found={info.policy.dotted_string}", subject=where)
+            chain = st.get("chain")
+            if isinstance(chain, str):
+                c = load_tsa_certificates(chain.encode("ascii"), subject=where)
+                checked = timestamp.verify_token(der, body, tsa_certificate_pem=c.tsa_pem, root_certificates_pem=c.roots_pem,
+                                                 intermediate_certificates_pem=c.intermediates_pem,
+                                                 now=now or datetime(9000, 1, 1, tzinfo=timezone.utc))
+                slack = checked.accuracy + timedelta(seconds=1)
+                if latest_entry_time is not None and parse_time(latest_entry_time) > checked.time + slack:
+                    report.add("checkpoint-timestamp-contradicts", where,
+                               f"an entry this checkpoint covers is dated {latest_entry_time}, after the token's time "
+                               f"{checked.time.isoformat()}: the entry's time or the token's time is false")
         except (EvidenceLockError, ValueError) as exc:
             msg = exc.message if isinstance(exc, EvidenceLockError) else str(exc)
             report.add("checkpoint-timestamp-invalid", where, msg)
+
+
+def _latest_times(vault: "Vault", sizes: Sequence[int]) -> dict[int, str]:
+    """For each size n, the latest entry time among seq < n, read from the signed entry bytes in one pass."""
+    wanted = sorted(set(sizes))
+    out: dict[int, str] = {}
+    latest: str | None = None
+    t = schema.entries
+    with vault.ledger.reader() as conn:
+        k = 0
+        for r in conn.execute(select(t.c.seq, t.c.canonical).where(t.c.seq >= 0).order_by(t.c.seq)):
+            while k < len(wanted) and wanted[k] <= r.seq:
+                if latest is not None:
+                    out[wanted[k]] = latest
+                k += 1
+            try:
+                when = json.loads(bytes(r.canonical)).get("time")
+                parse_time(when)
+            except (ValueError, TypeError, EvidenceLockError):
+                continue  # the ledger check reports it
+            latest = when if latest is None or when > latest else latest
+        while k < len(wanted):
+            if latest is not None:
+                out[wanted[k]] = latest
+            k += 1
+    return out
 
 
 # -- witnesses ---------------------------------------------------------------------------

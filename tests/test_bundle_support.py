@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -82,8 +82,9 @@ def failed(report, name: str) -> list:
 def exported(tmp_path_factory):
     """A vault with one case, a timestamped folder bundle (A) and, after more ingest, a second bundle (B)."""
     root = tmp_path_factory.mktemp("bundles")
-    # The clock starts now: the TSA's token carries the real time, which must not be in the vault's future.
-    vault, clock = build_vault(root, datetime.now(timezone.utc).replace(microsecond=0))
+    # The clock starts a minute ago: the TSA's token carries the real time, which must not be in the vault's
+    # future (export checks it), and no entry the token covers may be dated after it (verify-bundle checks that).
+    vault, clock = build_vault(root, datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=1))
     key = vault.unlock(PASSPHRASE)
     src = make_case_files(root)
     ingest(vault, [src], key=key, case="Case 7", now=clock, jobs=2)

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from evidencelock.entry import ChainVerifier, SignedEntry
 from evidencelock.errors import FormatError, SignatureError
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "ledger.json").read_text("utf-8"))
+VECTORS = json.loads((Path(__file__).parent.parent / "docs" / "vectors" / "ledger.json").read_text("utf-8"))
 
 
 def _jcs(value) -> str:

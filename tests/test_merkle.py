@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from evidencelock import merkle
 from evidencelock.errors import ProofError, VerificationError
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "merkle.json").read_text())
+VECTORS = json.loads((Path(__file__).parent.parent / "docs" / "vectors" / "merkle.json").read_text())
 
 
 # --- an independent model, written as the RFC's recursive definitions over lists ---------

@@ -137,9 +137,46 @@ openssl ts -verify -token_in -in evidence/timestamp.tst -data evidence/checkpoin
 ```
 
 It prints `Verification: OK`. `openssl ts -reply -token_in -in evidence/timestamp.tst -text`
-shows the time and the authority. The certificates come from the bundle: compare the root's
-fingerprint (`openssl x509 -in {chain} -noout -fingerprint -sha256`, the last certificate in
-the file) with the one the authority publishes before relying on the time.
+shows the time, the authority and the policy. That command trusts the certificates that came
+WITH the bundle: anyone can make their own "authority" and stamp any time, so the time is only
+a claim until you have checked the authority's ROOT certificate. This prints the root's (the
+last certificate in the file) subject and SHA-256 fingerprint; compare the fingerprint with the
+one the authority publishes:
+
+```sh
+awk '/-----BEGIN CERTIFICATE-----/{{c=""}} {{c=c $0 "\\n"}} END{{printf "%s", c}}' {chain} | openssl x509 -noout -subject -fingerprint -sha256
+```
+
+Better: save the authority's root certificate, obtained from the authority itself, as
+`TSA-ROOT.pem` and verify against it instead (the bundle's chain then only supplies the
+intermediate certificates, never the trust):
+`openssl ts -verify -token_in -in evidence/timestamp.tst -data evidence/checkpoint-body.txt -CAfile TSA-ROOT.pem -untrusted {chain}`.
+Finally, no entry the checkpoint contains (seq below its size, {cp.tree_size}) may be dated after the
+token's time (plus its stated accuracy and one second): otherwise the entry's time or the token's
+time is false. This compares the token's `Time stamp:` and `Accuracy:` lines with every entry:
+
+```sh
+python3 - <<'PY'
+import glob, json, os, re, subprocess, sys
+from datetime import datetime, timedelta, timezone
+text = subprocess.run(["openssl", "ts", "-reply", "-token_in", "-in", "evidence/timestamp.tst", "-text"],
+                      capture_output=True, text=True, check=True).stdout
+m = re.search(r"^Time stamp: (\\w{{3}}) +(\\d+) (\\d\\d):(\\d\\d):(\\d\\d)(\\.\\d+)? (\\d{{4}}) GMT$", text, re.M)
+months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+t = datetime(int(m[7]), months.index(m[1]) + 1, int(m[2]), int(m[3]), int(m[4]), int(m[5]), tzinfo=timezone.utc)
+acc = re.search(r"^Accuracy: (0x[0-9A-Fa-f]+|unspecified) seconds", text, re.M)
+limit = t + timedelta(seconds=1 + (int(acc[1], 16) if acc and acc[1] != "unspecified" else 0))
+size = int(open("evidence/checkpoint-body.txt").read().split("\\n")[1])
+bad = 0
+for name in sorted(glob.glob("evidence/entries/*.json")):
+    seq, when = int(os.path.basename(name)[:-5]), json.load(open(name))["time"]
+    if seq < size and datetime.strptime(when, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc) > limit:
+        print(f"FAILED: entry {{seq}} is dated {{when}}, after the timestamp {{t.isoformat()}}")
+        bad = 1
+print("FAILED" if bad else f"OK: no entry of the checkpoint is dated after the timestamp {{t.isoformat()}}")
+sys.exit(bad)
+PY
+```
 """
     return f"""# How to verify this evidence bundle by hand
 
@@ -148,11 +185,14 @@ Case **{ctx.case}**, exported {ctx.created} from log `{ctx.origin}` by {ctx.expo
 
 This folder is a BagIt 1.0 bag (RFC 8493). The original files are under `data/`, byte for
 byte. Everything else is evidence about them. You need only standard tools: `sha256sum`,
-`sha512sum`, `openssl` (3.0 or later), optionally `python3` and a BagIt validator. If you
-received a `.zip`, unzip it first. Run every command from this folder (the one holding this
-file). Each command prints `OK` / `Signature Verified Successfully` on success and exits with
-a non-zero status on any failure. The fastest complete check is our verifier:
-`evidencelock verify-bundle .` (it does all of the below).
+`sha512sum`, `grep`, `awk`, `openssl` (3.0 or later), `python3` (standard library only, for the
+Merkle proofs of step 5) and optionally a BagIt validator. If you received a `.zip`, unzip it
+first. Run every command from this folder (the one holding this file), in a `bash` or POSIX
+shell. Each block prints `OK` (or `Signature Verified Successfully` / `Verification: OK`) when
+its check passes and a line starting with `FAILED` (or the tool's own error) when it does not;
+its last command then returns a non-zero status. No block exits or closes your shell, so you
+can paste them one after the other. The fastest complete check is our verifier:
+`evidencelock verify-bundle .` (it does all of the below, and more).
 
 ## 1. The files are the bytes listed in the manifests
 
@@ -168,18 +208,21 @@ Also make sure no file was added to `data/` (a listed file can be checked; an un
 would be silently ignored by the commands above):
 
 ```sh
-test "$(find data -type f | LC_ALL=C sort)" = "$(cut -d' ' -f3- manifest-sha256.txt | LC_ALL=C sort)"
+if test "$(find data -type f | LC_ALL=C sort)" = "$(cut -d' ' -f3- manifest-sha256.txt | LC_ALL=C sort)"; then echo "OK: data/ holds exactly the listed files"; else echo "FAILED: data/ and manifest-sha256.txt list different files"; false; fi
 ```
 
 ## 2. Every file is in the custody record
 
-Each file's SHA-256 must be the `item` of a signed ingest entry in `evidence/entries/`:
+Each file's SHA-256 must be the `item` of a signed ingest entry in `evidence/entries/`
+(steps 3 to 5 then show that those entries are genuine and committed):
 
 ```sh
-while read -r digest path; do grep -l "\\"item\\":\\"$digest\\"" evidence/entries/*.json > /dev/null || {{ echo "NOT in the custody record: $path"; exit 1; }}; done < manifest-sha256.txt
+bad=0
+while read -r digest path; do grep -l "\\"item\\":\\"$digest\\"" evidence/entries/*.json > /dev/null || {{ echo "FAILED: NOT in the custody record: $path"; bad=1; }}; done < manifest-sha256.txt
+if [ "$bad" = 0 ]; then echo "OK: every file is the item of an entry"; else false; fi
 ```
 
-## 3. The custody entries are signed
+## 3. The custody entries are signed, by enrolled keys
 
 Each entry is stored exactly as signed (`evidence/entries/<seq>.json`, RFC 8785 canonical
 JSON, no trailing newline) with its raw 64-byte Ed25519 signature (`<seq>.sig`). The signer is
@@ -188,56 +231,93 @@ the entry's `actor` key id; its public key is `evidence/keys/<key id>.pem`.
 To check every entry at once:
 
 ```sh
+bad=0
 for f in evidence/entries/*.json; do
   seq=$(basename "$f" .json)
   actor=$(grep -o '"actor":"[0-9a-f]\\{{64\\}}"' "$f" | head -n 1 | cut -d'"' -f4)
-  openssl pkeyutl -verify -pubin -inkey "evidence/keys/$actor.pem" -rawin -in "$f" -sigfile "evidence/entries/$seq.sig" > /dev/null || {{ echo "BAD signature: entry $seq"; exit 1; }}
+  openssl pkeyutl -verify -pubin -inkey "evidence/keys/$actor.pem" -rawin -in "$f" -sigfile "evidence/entries/$seq.sig" > /dev/null || {{ echo "FAILED: bad signature: entry $seq"; bad=1; }}
 done
-echo "all entry signatures verified"
+if [ "$bad" = 0 ]; then echo "OK: all entry signatures verified"; else false; fi
 ```
 
 A key id is the SHA-256 of the 32-byte raw public key, so each key file can be checked
 against its name, and the key ids compared with ones you obtained independently:
 
 ```sh
+bad=0
 for k in evidence/keys/*.pem; do
-  test "$(openssl pkey -pubin -in "$k" -outform DER | tail -c 32 | sha256sum | cut -c1-64)" = "$(basename "$k" .pem)" || {{ echo "key file does not hold its key: $k"; exit 1; }}
+  test "$(openssl pkey -pubin -in "$k" -outform DER | tail -c 32 | sha256sum | cut -c1-64)" = "$(basename "$k" .pem)" || {{ echo "FAILED: key file does not hold its key: $k"; bad=1; }}
 done
+if [ "$bad" = 0 ]; then echo "OK: every key file holds the key its name says"; else false; fi
+```
+
+A signature only counts if its key was enrolled: entry 0 enrols the key that signs it, and
+every other entry's `actor` must be the `key_id` of a `key-enroll` entry with a smaller seq.
+A key that appears only as a file in `evidence/keys/` proves nothing:
+
+```sh
+bad=0
+enrols=$(grep -l '"type":"key-enroll"' evidence/entries/*.json)
+for f in evidence/entries/*.json; do
+  seq=$(basename "$f" .json)
+  actor=$(grep -o '"actor":"[0-9a-f]\\{{64\\}}"' "$f" | head -n 1 | cut -d'"' -f4)
+  ok=no
+  for g in $enrols; do
+    s=$(basename "$g" .json)
+    if grep -q "\\"key_id\\":\\"$actor\\"" "$g" && {{ [ "$s" -lt "$seq" ] || [ "$s$seq" = 00 ]; }}; then ok=yes; fi
+  done
+  [ "$ok" = yes ] || {{ echo "FAILED: entry $seq is signed by key $actor, which no earlier entry enrols"; bad=1; }}
+done
+if [ "$bad" = 0 ]; then echo "OK: every entry is signed by a key enrolled by an earlier entry"; else false; fi
 ```
 
 Important: these signatures prove the entries were made with these keys. They do not prove
 who holds the keys. Obtain the custodian organisation's key id from them directly (or from a
-checkpoint they published) and compare.
+checkpoint they published) and compare it with the checkpoint's signer in step 4.
 
 ## 4. The checkpoint is signed
 
 `evidence/checkpoint.txt` is a C2SP signed note: the log's origin, its size ({cp.tree_size} entries) and
 its Merkle root hash, followed by a signature line. The signed text and the raw signature are
-also stored separately; the checkpoint was signed by key `{signer}`.
+also stored separately; the checkpoint was signed by key `{signer}`. Compare this key id
+with the one you obtained independently: the checkpoint, and through step 5 every entry, is only
+as trustworthy as this key.
 
 ```sh
 head -c "$(wc -c < evidence/checkpoint-body.txt)" evidence/checkpoint.txt | cmp - evidence/checkpoint-body.txt
 openssl pkeyutl -verify -pubin -inkey evidence/keys/{signer}.pem -rawin -in evidence/checkpoint-body.txt -sigfile evidence/checkpoint.sig
+if grep -q '"key_id":"{signer}"' $(grep -l '"type":"key-enroll"' evidence/entries/*.json); then echo "OK: the checkpoint key is enrolled"; else echo "FAILED: the checkpoint key is not enrolled by any entry"; false; fi
 ```
 
-## 5. The entries are in the checkpointed log (Merkle inclusion proofs)
+## 5. Every entry is in the checkpointed log (Merkle inclusion proofs)
 
 `evidence/proofs.json` holds, for every entry, an RFC 9162 inclusion proof against the
-checkpoint's root. There is no single standard command for this; the 20 lines below use only
-the Python standard library and follow RFC 9162 §2.1.3.2 step by step:
+checkpoint's root. An entry file without a proof that leads to the signed root is not part of
+the log (it may have been added to the bundle). There is no single standard command for this;
+the lines below use only the Python 3 standard library and follow RFC 9162 §2.1.3.2 step by
+step, for every file in `evidence/entries/`:
 
 ```sh
 python3 - <<'PY'
-import base64, hashlib, json
+import base64, glob, hashlib, json, os, sys
 H = lambda b: hashlib.sha256(b).digest()
 body = open("evidence/checkpoint-body.txt", "rb").read().decode().split("\\n")
 size, root = int(body[1]), base64.b64decode(body[2])
 proofs = json.load(open("evidence/proofs.json"))
-assert proofs["tree_size"] == size, "the proofs are for another tree size"
-for seq, path in proofs["inclusion"].items():
+bad = 0
+if proofs["tree_size"] != size:
+    print("FAILED: the proofs are for another tree size")
+    bad = 1
+for name in sorted(glob.glob("evidence/entries/*.json")):
+    seq = os.path.basename(name)[:-5]
+    path = proofs["inclusion"].get(seq)
+    ok = path is not None and int(seq) < size
     fn, sn = int(seq), size - 1
-    r = H(b"\\0" + open(f"evidence/entries/{{seq}}.json", "rb").read())
-    for p in map(bytes.fromhex, path):
+    r = H(b"\\0" + open(name, "rb").read())
+    for p in map(bytes.fromhex, path or []):
+        if sn == 0:
+            ok = False
+            break
         if fn & 1 or fn == sn:
             r = H(b"\\1" + p + r)
             while fn and not fn & 1:
@@ -245,8 +325,11 @@ for seq, path in proofs["inclusion"].items():
         else:
             r = H(b"\\1" + r + p)
         fn, sn = fn >> 1, sn >> 1
-    assert sn == 0 and r == root, f"entry {{seq}}: the proof does not lead to the checkpoint root"
-print(f"all {{len(proofs['inclusion'])}} entries are in the log of size {{size}}")
+    if not ok or sn != 0 or r != root:
+        print(f"FAILED: entry {{seq}} is not in the log of size {{size}} (no proof, or its proof does not lead to the checkpoint root)")
+        bad = 1
+print("FAILED" if bad else f"OK: all {{len(glob.glob('evidence/entries/*.json'))}} entries are in the log of size {{size}}")
+sys.exit(bad)
 PY
 ```
 {ts}
@@ -264,8 +347,9 @@ bagit.py --validate .
 If every step passes: the files under `data/` are byte-identical to what the custodians
 recorded at ingest; each custody act (ingest, transfer, access, …) was signed with the key
 shown; and those acts are part of one append-only log as committed by the checkpoint
-{"and timestamped by an independent authority" if ctx.timestamp else "(no independent timestamp is attached)"}.
+{"and timestamped by an authority (an independent one only if its root certificate is the one the authority publishes, step 6)" if ctx.timestamp else "(no independent timestamp is attached)"}.
 It does not establish who filmed or created the files, whether what they show is genuine, what
-happened before ingest, or who holds the signing keys. Capture metadata (`evidence/metadata.json`,
+happened before ingest, or who holds the signing keys. The steps above do not check key
+revocations (`key-revoke` entries); `evidencelock verify-bundle` does. Capture metadata (`evidence/metadata.json`,
 the report) is what the files claim about themselves, not verified fact.
 """

@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +166,8 @@ def verify_bundle(
     limits: Limits = Limits(),
     jobs: int | None = None,
     now: datetime | None = None,
+    tsa_roots: Iterable[bytes] = (),
+    tsa_policies: Iterable[str] = (),
 ) -> BundleReport:
     """Verify the bundle at ``path`` (folder or zip); return every finding.
 
@@ -174,6 +176,9 @@ def verify_bundle(
     A key-id prefix, or any other string, raises :class:`InputError`.  ``checkpoint``: a signed
     note obtained independently (e.g. published earlier); the bundle must prove it consistent.
     ``now``: the current time, to refuse timestamp tokens from the future (None: not checked).
+    ``tsa_roots``: PEM root certificates of timestamp authorities the user trusts (obtained
+    independently); a token's time is *established* only if its TSA chains to one of them
+    (§5 step 9).  ``tsa_policies``: if given, the token's policy OID must be one of them.
     Raises :class:`InputError` only when ``path`` is not a bag at all.
     """
     trusted_keys = list(trusted_keys)
@@ -184,7 +189,8 @@ def verify_bundle(
         computed = _check_bagit(src, report, jobs=jobs)
         if computed is None:
             return report
-        _check_evidence(src, report, computed, list(trusted_keys), checkpoint, now)
+        _check_evidence(src, report, computed, list(trusted_keys), checkpoint, now,
+                        tsa=_TsaTrust(tuple(tsa_roots), tuple(tsa_policies)))
         return report
     finally:
         src.close()
@@ -452,7 +458,8 @@ def _hexbytes(value: Any, n: int = 32) -> bytes:
 
 
 def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, dict[str, str]],
-                    trusted: list[PublicKey | str], external_checkpoint: bytes | None, now: datetime | None) -> None:
+                    trusted: list[PublicKey | str], external_checkpoint: bytes | None, now: datetime | None,
+                    tsa: "_TsaTrust | None" = None) -> None:
     if "evidence/bundle.json" not in src.sizes:
         report.kind = "bagit-only"
         state = "valid" if report.bagit_ok else "INVALID"
@@ -656,7 +663,8 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
         report.fail("evidence-external-checkpoint", "cannot be compared: the bundle's own checkpoint or proofs are unusable")
 
     # 6. Timestamp (§4.6): an RFC 3161 token over the checkpoint *body* (docs/transparency.md §5).
-    _check_timestamp(src, report, cp, note, now)
+    _check_timestamp(src, report, cp, note, now, tsa or _TsaTrust())
+    _check_entry_times(report, entries, cp)
 
     # 7. Payload coverage: each payload file's recomputed SHA-256 and size match an ingest entry.
     ingests: dict[str, list[SignedEntry]] = {}
@@ -713,8 +721,16 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
     _conclude(report, trusted, signer, cp, entries, enrolled, external_checkpoint)
 
 
+@dataclass(frozen=True)
+class _TsaTrust:
+    """What the user trusts for time (§5 step 9): TSA roots obtained independently, policy OIDs."""
+
+    roots: tuple[bytes, ...] = ()
+    policies: tuple[str, ...] = ()
+
+
 def _check_timestamp(src: BagSource, report: BundleReport, cp: Checkpoint | None, note: SignedNote | None,
-                     now: datetime | None) -> None:
+                     now: datetime | None, tsa: _TsaTrust = _TsaTrust()) -> None:
     name, tst, pem = "evidence-timestamp", "evidence/timestamp.tst", "evidence/tsa-chain.pem"
     if tst not in src.sizes:
         if pem in src.sizes:
@@ -734,6 +750,9 @@ def _check_timestamp(src: BagSource, report: BundleReport, cp: Checkpoint | None
             report.not_established.append("When the log existed: the timestamp token could not be verified (no TSA "
                                           "certificate chain in the bundle); obtain the TSA's certificates and check "
                                           "it with `openssl ts -verify` (VERIFY.md §6).")
+            if tsa.roots:
+                report.fail("evidence-timestamp-trust", "--tsa-root was given but the bundle carries no TSA certificate "
+                            "chain, so the token cannot be related to a trusted root", tst)
             return
         chain = timestamp.load_tsa_certificates(src.read_small(pem, 1 << 20), subject=pem)
         info = timestamp.verify_token(token, body, tsa_certificate_pem=chain.tsa_pem, root_certificates_pem=chain.roots_pem,
@@ -742,9 +761,109 @@ def _check_timestamp(src: BagSource, report: BundleReport, cp: Checkpoint | None
         report.fail(name, str(exc), tst)
         return
     when = info.time.isoformat()
-    report.timestamp = {"time": when, "tsa": info.tsa_name, "root_sha256": tsa_root_sha256(chain)}
-    report.add(name, True, f"RFC 3161 token: the checkpoint existed at {when} according to {info.tsa_name} "
-               f"(certificate chain from the bundle)", tst)
+    report.timestamp = {"time": when, "tsa": info.tsa_name, "root_sha256": tsa_root_sha256(chain), "trusted": False,
+                        "policy": info.policy, "slack_us": _slack_us(info)}
+    report.add(name, True, f"RFC 3161 token: signature and certificate chain verify; it claims the checkpoint existed "
+               f"at {when}, signed by {info.tsa_name} (chain from the bundle, root SHA-256 "
+               f"{report.timestamp['root_sha256'][:16]}…)", tst)
+    # RFC 3161 §2.4.2 policy: a user who names acceptable policies gets only those.
+    if tsa.policies and info.policy not in tsa.policies:
+        report.fail("evidence-timestamp-policy", f"the token's TSA policy is not an accepted one: expected one of "
+                    f"{list(tsa.policies)} found={info.policy}", tst)
+    _check_timestamp_request(src, report, info)
+    if not tsa.roots:
+        return
+    # §5 step 9: the time is established only through a root the USER trusts, never one from the bundle.
+    try:
+        root = timestamp.check_chain_to_trusted_roots(chain.tsa_pem, chain.intermediates_pem, tsa.roots,
+                                                      at=info.time, subject=tst)
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        timestamp.verify_token(token, body, tsa_certificate_pem=chain.tsa_pem,
+                               root_certificates_pem=[root.public_bytes(Encoding.PEM)],
+                               intermediate_certificates_pem=chain.intermediates_pem, now=now or _NO_CLOCK)
+        root_sha = hashlib.sha256(root.public_bytes(Encoding.DER)).hexdigest()
+    except (EvidenceLockError, ValueError) as exc:
+        report.fail("evidence-timestamp-trust", f"the token's authority is not trusted: {exc}", tst)
+        return
+    report.timestamp.update(trusted=True, root_sha256=root_sha)
+    report.add("evidence-timestamp-trust", True, f"the TSA certificate chains to the trusted root "
+               f"{root.subject.rfc4514_string()} (SHA-256 {root_sha[:16]}…) given with --tsa-root", tst)
+
+
+def _slack_us(info: timestamp.TimestampInfo) -> int:
+    """How far an entry may be dated after genTime: the token's accuracy plus 1 s (genTime may be truncated to
+    whole seconds, RFC 3161 §2.4.2), in microseconds."""
+    return int((info.accuracy.total_seconds() + 1) * 1_000_000)
+
+
+def _check_timestamp_request(src: BagSource, report: BundleReport, info: timestamp.TimestampInfo) -> None:
+    """§4.6: if the bundle carries the request (`timestamp.tsq`), the token MUST answer it (nonce, policy)."""
+    tsq = "evidence/timestamp.tsq"
+    if tsq not in src.sizes:
+        return
+    try:
+        _, nonce, policy = timestamp.request_facts(src.read_small(tsq, 1 << 16), subject=tsq)
+    except (EvidenceLockError, OSError, KeyError) as exc:
+        report.fail("evidence-timestamp-request", str(exc), tsq)
+        return
+    if nonce is not None and nonce != info.nonce:
+        report.fail("evidence-timestamp-request", f"nonce mismatch (RFC 3161 §2.4.2): expected={nonce} "
+                    f"found={info.nonce}; the token does not answer the stored request", tsq)
+    elif policy is not None and policy != info.policy:
+        report.fail("evidence-timestamp-request", f"policy mismatch: requested={policy} found={info.policy}", tsq)
+    else:
+        report.add("evidence-timestamp-request", True, "the token answers the stored request (nonce, policy)", tsq)
+
+
+def _check_entry_times(report: BundleReport, entries: Mapping[int, SignedEntry], cp: Checkpoint | None) -> None:
+    """§5 step 9a: entry times never go backwards along seq, and no entry the timestamped checkpoint covers
+    is dated after the token's time (+ its accuracy): either would put a time under "Established" that the
+    record itself contradicts."""
+    from ..entry import parse_time
+
+    prev: tuple[int, datetime] | None = None
+    backwards = 0
+    for seq in sorted(entries):
+        try:
+            t = parse_time(entries[seq].entry.time)
+        except EvidenceLockError:
+            continue  # refused by the entry parser already
+        if prev is not None and t < prev[1]:
+            backwards += 1
+            report.fail("evidence-time-order", f"entry {seq} is dated {entries[seq].entry.time}, before entry {prev[0]} "
+                        f"({entries[prev[0]].entry.time}): entry times go backwards along seq", f"entry {seq}")
+        prev = (seq, t)
+    stamp = report.timestamp if cp is not None else None
+    late = 0
+    if stamp is not None and cp is not None:
+        late = _entries_after_stamp(report, entries, cp, stamp)
+    if entries and not backwards and not late:
+        report.add("evidence-time-order", True, "entry times do not decrease along seq, and none of the entries the "
+                   "timestamped checkpoint contains is dated after its timestamp" if stamp else
+                   "entry times do not decrease along seq")
+
+
+def _entries_after_stamp(report: BundleReport, entries: Mapping[int, SignedEntry], cp: Checkpoint,
+                         stamp: Mapping[str, Any]) -> int:
+    from ..entry import parse_time
+
+    gen = datetime.fromisoformat(stamp["time"])
+    limit = gen + timedelta(microseconds=stamp["slack_us"])
+    late = 0
+    for seq in sorted(entries):
+        if seq >= cp.tree_size:
+            continue
+        try:
+            t = parse_time(entries[seq].entry.time)
+        except EvidenceLockError:
+            continue
+        if t > limit:
+            late += 1
+            report.fail("evidence-time-after-timestamp", f"entry {seq} is dated {entries[seq].entry.time}, after the "
+                        f"timestamp {stamp['time']} of the checkpoint (size {cp.tree_size}) that contains it: the "
+                        "entry's time or the token's time is false", f"entry {seq}")
+    return late
 
 
 def _check_consistency(report: BundleReport, proofs: Mapping[str, Any], cp: Checkpoint, external: bytes | None,
@@ -961,7 +1080,7 @@ def _signed_by_structure(p: str) -> bool:
     """Tag files whose integrity the evidence checks establish directly (not via bundle.json)."""
     return (p in ("bagit.txt", "bag-info.txt", "evidence/bundle.json", "evidence/bundle.json.sig", "evidence/entries.jsonl",
                   "evidence/proofs.json", "evidence/checkpoint.txt", "evidence/checkpoint-body.txt", "evidence/checkpoint.sig",
-                  "evidence/timestamp.tst", "evidence/tsa-chain.pem")
+                  "evidence/timestamp.tst", "evidence/tsa-chain.pem", "evidence/timestamp.tsq")
             or bool(_MANIFEST.match(p)) or bool(_SEQ_FILE.match(p)) or bool(_KEY_FILE.match(p)))
 
 
@@ -1009,7 +1128,8 @@ def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: Publ
         first = next((c for c in item["custody"] if c["type"] == "ingest"), None)
         if first:
             signed_names = ", ".join(repr(n) for n in item.get("signed_names", [])) or "(none)"
-            report.established.append(f"{item['path']} (signed source name {signed_names}): ingested at {first['time']} by custodian "
+            report.established.append(f"{item['path']} (signed source name {signed_names}): ingested (dated {first['time']} "
+                                      f"by the signer's own clock) by custodian "
                                       f"{first['custodian'] or first['actor'][:16]} (key {first['actor'][:16]}…), entry {first['seq']}.")
     if cp is not None and signer is not None:
         report.established.append(f"All {len(entries)} custody entries are part of log {cp.origin} as committed by the "
@@ -1024,12 +1144,16 @@ def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: Publ
         report.not_established.append("That the exporter listed every relevant entry: the signed record is the exporter's "
                                       "statement; someone holding an enrolled key could export a bundle that omits entries "
                                       "(compare with a bundle or audit obtained from another custodian).")
-    if report.timestamp:
+    if report.timestamp and report.timestamp.get("trusted"):
         report.established.append(f"That checkpoint existed no later than {report.timestamp['time']}, according to the "
-                                  f"timestamp authority {report.timestamp['tsa']}.")
-        report.not_established.append(f"The TSA certificate chain came from the bundle (root SHA-256 "
-                                      f"{report.timestamp['root_sha256'][:16]}…): compare it with the authority's "
-                                      "published certificate before relying on the time.")
+                                  f"timestamp authority {report.timestamp['tsa']}, whose certificate chains to the "
+                                  f"root you trusted with --tsa-root (SHA-256 {report.timestamp['root_sha256']}).")
+    elif report.timestamp:
+        report.not_established.append(f"When the log existed: the token claims {report.timestamp['time']}, signed by "
+                                      f"{report.timestamp['tsa']}, but this time is claimed by an untrusted TSA: its "
+                                      f"root certificate (SHA-256 {report.timestamp['root_sha256']}) came with the "
+                                      "bundle, and anyone can make such a token with any time. Obtain the authority's "
+                                      "root certificate independently and pass --tsa-root FILE.")
     elif not any(c.name == "evidence-timestamp" for c in report.checks):
         report.not_established.append("When the log existed: the checkpoint carries no RFC 3161 timestamp; the times in "
                                       "the entries are the custodians' own statements.")
@@ -1263,7 +1387,7 @@ _ALLOWED_TOP = {"bagit.txt", "bag-info.txt", "manifest-sha256.txt", "manifest-sh
                 "tagmanifest-sha512.txt", "VERIFY.md", "report.html", "report.pdf", "certification.md",
                 "evidence/bundle.json", "evidence/bundle.json.sig", "evidence/entries.jsonl", "evidence/proofs.json",
                 "evidence/checkpoint.txt", "evidence/checkpoint-body.txt", "evidence/checkpoint.sig",
-                "evidence/timestamp.tst", "evidence/tsa-chain.pem", "evidence/metadata.json"}
+                "evidence/timestamp.tst", "evidence/tsa-chain.pem", "evidence/timestamp.tsq", "evidence/metadata.json"}
 
 
 def _check_allowed_files(src: BagSource, report: BundleReport) -> None:

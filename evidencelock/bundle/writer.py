@@ -28,7 +28,7 @@ import os
 import secrets
 import shutil
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -273,6 +273,7 @@ class _Stamp:
     token: bytes  # DER TimeStampToken, as transparency stores it
     chain: timestamp.TsaChain | None  # None: no chain was given when the token was obtained
     info: timestamp.TimestampInfo | None  # set when the chain verified the token
+    request: bytes | None = None  # the DER TimeStampReq it answers, when stored (§4.6 timestamp.tsq)
 
 
 def _pick_stamp(stored: transparency.StoredCheckpoint, body: bytes, now: datetime) -> _Stamp | None:
@@ -288,13 +289,21 @@ def _pick_stamp(stored: transparency.StoredCheckpoint, body: bytes, now: datetim
                 info = timestamp.verify_token(token, body, tsa_certificate_pem=chain.tsa_pem,
                                               root_certificates_pem=chain.roots_pem,
                                               intermediate_certificates_pem=chain.intermediates_pem, now=now)
-                return _Stamp(token, chain, info)
+                return _Stamp(token, chain, info, _stored_request(record))
             if fallback is None:
                 timestamp.check_token_imprint(token, body)
-                fallback = _Stamp(token, None, None)
+                fallback = _Stamp(token, None, None, _stored_request(record))
         except (EvidenceLockError, ValueError, UnicodeEncodeError):
             continue  # check_checkpoints reports a bad stored token; the bundle just does not use it
     return fallback
+
+
+def _stored_request(record: Mapping[str, Any]) -> bytes | None:
+    tsq = record.get("tsq")
+    try:
+        return base64.b64decode(tsq, validate=True) if isinstance(tsq, str) else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -460,6 +469,8 @@ def export_bundle(
             _write(ev / "timestamp.tst", stamp.token)
             if stamp.chain is not None:
                 _write(ev / "tsa-chain.pem", stamp.chain.pem)
+            if stamp.request is not None:
+                _write(ev / "timestamp.tsq", stamp.request)
         enrolled_here = {s.entry.body["key_id"] for s in entries.values() if s.entry.type == "key-enroll"}
         for kid in sorted(enrolled_here):
             _write(ev / "keys" / f"{kid}.pem", keys[kid].to_pem())

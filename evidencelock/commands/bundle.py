@@ -95,11 +95,16 @@ def _trusted_key(value: str) -> PublicKey | str:
                    "be signed by a pinned key. Repeatable.")
 @click.option("--checkpoint", "checkpoint", type=click.Path(path_type=Path, dir_okay=False),
               help="A checkpoint obtained independently; the bundle must be consistent with it.")
+@click.option("--tsa-root", "tsa_roots", multiple=True, type=click.Path(path_type=Path, dir_okay=False), metavar="PEM",
+              help="Root certificate(s) of a timestamp authority you trust, obtained independently (repeatable). "
+                   "Without it a token's time is reported as claimed by an untrusted TSA, not established.")
+@click.option("--tsa-policy", "tsa_policies", multiple=True, metavar="OID",
+              help="Accept only timestamp tokens issued under this TSA policy OID (repeatable).")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, help="Files hashed in parallel.")
 @json_option
 @handle_errors
-def verify_bundle_cmd(bundle: Path, trusted: tuple[str, ...], checkpoint: Path | None, jobs: int | None,
-                      as_json: bool) -> None:
+def verify_bundle_cmd(bundle: Path, trusted: tuple[str, ...], checkpoint: Path | None, tsa_roots: tuple[Path, ...],
+                      tsa_policies: tuple[str, ...], jobs: int | None, as_json: bool) -> None:
     """Verify an evidence bundle offline: BagIt layer, then signatures, proofs, checkpoint, timestamp."""
     from ..bundle import verify_bundle
 
@@ -110,7 +115,12 @@ def verify_bundle_cmd(bundle: Path, trusted: tuple[str, ...], checkpoint: Path |
             cp_bytes = checkpoint.read_bytes()[: 1 << 16]
         except OSError as exc:
             raise InputError(f"cannot read the checkpoint: {exc.strerror}", subject=str(checkpoint)) from None
-    report = verify_bundle(bundle, trusted_keys=keys, checkpoint=cp_bytes, jobs=jobs, now=c.utc_now())
+    roots = [_read_tsa_root(p) for p in tsa_roots]
+    for oid in tsa_policies:
+        if not re.fullmatch(r"[0-2](\.(0|[1-9][0-9]*))+", oid):
+            raise InputError(f"--tsa-policy {oid!r} is not a dotted OID (e.g. 1.3.6.1.4.1.4146.2.3)")
+    report = verify_bundle(bundle, trusted_keys=keys, checkpoint=cp_bytes, jobs=jobs, now=c.utc_now(),
+                           tsa_roots=roots, tsa_policies=tsa_policies)
     if as_json:
         emit_json(report.to_json())
     else:
@@ -133,3 +143,19 @@ def verify_bundle_cmd(bundle: Path, trusted: tuple[str, ...], checkpoint: Path |
         else:
             out.print(f"\n[bold red]FAILED[/]: {len(report.failures)} problem(s); see FAIL lines above")
     raise SystemExit(0 if report.ok else 1)
+
+
+def _read_tsa_root(path: Path) -> bytes:
+    """A --tsa-root file: PEM certificate(s); anything else is bad input (exit 2)."""
+    from cryptography import x509
+
+    try:
+        data = path.read_bytes()[: 1 << 20]
+    except OSError as exc:
+        raise InputError(f"cannot read the TSA root certificate: {exc.strerror}", subject=str(path)) from None
+    try:
+        if not x509.load_pem_x509_certificates(data):
+            raise ValueError("no certificate")
+    except ValueError as exc:
+        raise InputError(f"--tsa-root is not a PEM certificate: {exc}", subject=str(path)) from None
+    return data

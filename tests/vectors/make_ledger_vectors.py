@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Generate tests/vectors/ledger.json: a small, fully determined ledger for second verifiers.
+"""Generate docs/vectors/ledger.json: a small, fully determined ledger for second verifiers.
 
 Ed25519 signatures are deterministic (RFC 8032), so fixed seeds and fixed times give fixed
 bytes.  tests/test_ledger_vectors.py loads the file and checks every value against the
 library *and* against an independent re-derivation written from docs/ledger-format.md.
 
-    python tests/vectors/make_ledger_vectors.py > tests/vectors/ledger.json
+    python tests/vectors/make_ledger_vectors.py > docs/vectors/ledger.json
 """
 
 from __future__ import annotations

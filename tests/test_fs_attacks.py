@@ -419,3 +419,149 @@ def test_cli_ingest_names_the_swapped_folder(tmp_path: Path) -> None:
     assert r.code == 2, r.stdout + r.stderr
     assert "zzz/passwd" in r.stderr and "symlink" in r.stderr, r.stderr
     assert run_cli("verify", vault=vault_dir, timeout=TIMEOUT).code == 0
+
+
+# -- item 15b: zip floods ------------------------------------------------------------------------
+from test_bundle_support import bag, exported, failed  # noqa: E402,F401  (fixtures: a real exported bundle)
+
+
+def _genuine_zip(bag: Path, target: Path) -> Path:
+    from evidencelock.bundle.writer import _zip_folder
+
+    _zip_folder(bag, target, top="b")  # exactly as `export -o x.zip` writes it
+    return target
+
+
+def _overlapping_zip(bag: Path, target: Path, *, members: int, kernel_bytes: int) -> list[str]:
+    """The genuine bundle plus ``members`` overlapping entries (Fifield's construction):
+    member i's deflate stream quotes the local headers of members i+1.. in stored blocks and
+    ends in one shared kernel of ``kernel_bytes`` zeros, so every member expands to about
+    ``kernel_bytes`` (each under 1 MiB) while the zip grows by ~100 bytes per member."""
+    import struct
+    import zlib
+
+    names = [f"b/data/flood/{i:05d}.bin".encode() for i in range(members)]
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    kernel = comp.compress(b"\0" * kernel_bytes) + comp.flush()
+    # From the back: member i's content = LFH(i+1) + content(i+1); the last one's = the kernel.
+    lfh: list[bytes] = [b""] * members
+    crc, usize, csize = zlib.crc32(b"\0" * kernel_bytes), kernel_bytes, len(kernel)
+    crcs, usizes, csizes = [0] * members, [0] * members, [0] * members
+    content_tail = b"\0" * kernel_bytes
+    for i in range(members - 1, -1, -1):
+        crcs[i], usizes[i], csizes[i] = crc, usize, csize
+        lfh[i] = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 8, 0, 0, crc, csize, usize, len(names[i]), 0) + names[i]
+        quote = struct.pack("<BHH", 0, len(lfh[i]), 0xFFFF ^ len(lfh[i]))
+        crc = zlib.crc32(content_tail, zlib.crc32(lfh[i]))
+        content_tail = lfh[i] + content_tail
+        usize += len(lfh[i])
+        csize += len(quote) + len(lfh[i])
+    blob = bytearray()
+    offsets = []
+    for i in range(members):
+        if i:
+            blob += struct.pack("<BHH", 0, len(lfh[i]), 0xFFFF ^ len(lfh[i]))
+        offsets.append(len(blob))
+        blob += lfh[i]
+    blob += kernel
+    _genuine_zip(bag, target)
+    with zipfile.ZipFile(target, "a") as z:
+        base = z.start_dir
+        z.fp.seek(base)
+        z.fp.write(bytes(blob))
+        for i in range(members):
+            info = zipfile.ZipInfo(names[i].decode())
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.header_offset = base + offsets[i]
+            info.CRC, info.compress_size, info.file_size = crcs[i], csizes[i], usizes[i]
+            z.filelist.append(info)
+            z.NameToInfo[info.filename] = info
+        z.start_dir = base + len(blob)
+        z._didModify = True
+    return [n.decode() for n in names]
+
+
+import zipfile  # noqa: E402
+
+
+def test_overlapping_zip_entries_are_refused_undecompressed(bag: Path, tmp_path: Path, monkeypatch) -> None:
+    from evidencelock.bundle import verify_bundle
+    from evidencelock.bundle import source as source_mod
+
+    good = _genuine_zip(bag, tmp_path / "good.zip")
+    assert verify_bundle(good).ok, [c for c in verify_bundle(good).checks if not c.ok]
+
+    bomb = tmp_path / "flood.zip"
+    names = _overlapping_zip(bag, bomb, members=300, kernel_bytes=1_000_000)
+    declared = sum(i.file_size for i in zipfile.ZipFile(bomb).infolist())
+    assert bomb.stat().st_size - good.stat().st_size < 100_000 and declared > 300_000_000
+    # The construction is a real overlap flood: zipfile itself reads a member in full, CRC checked.
+    with zipfile.ZipFile(bomb) as z:
+        assert len(z.read(names[0])) > 1_000_000 and len(z.read(names[-2])) > 1_000_000
+
+    opened: list[str] = []
+    real_open = source_mod.ZipSource.open
+    monkeypatch.setattr(source_mod.ZipSource, "open", lambda self, p: opened.append(p) or real_open(self, p))
+    r = verify_bundle(bomb)
+    assert not r.ok
+    overlap = failed(r, "bagit-zip-overlap")
+    assert overlap and any("flood/00000.bin" in c.subject + c.detail for c in overlap), overlap
+    assert {c.subject.strip("'") for c in overlap} >= set(names[1:])
+    assert not [p for p in opened if "flood" in p], "no overlapping member was decompressed"
+    r = run_cli("verify-bundle", bomb, timeout=TIMEOUT)
+    assert r.code == 1 and "bagit-zip-overlap" in r.stdout + r.stderr and "flood/" in r.stdout + r.stderr
+
+
+def test_small_members_that_expand_too_much_are_refused(bag: Path, tmp_path: Path) -> None:
+    """Members under 1 MiB were never ratio-checked: 100 of 900 KB zeros each."""
+    from evidencelock.bundle import verify_bundle
+
+    z = _genuine_zip(bag, tmp_path / "small-bombs.zip")
+    with zipfile.ZipFile(z, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        for i in range(100):
+            zf.writestr(f"b/data/zeros/{i:03d}.bin", b"\0" * 900_000)
+    r = verify_bundle(z)
+    bombs = failed(r, "bagit-zip-bomb")
+    assert len(bombs) == 100 and all("ratio" in c.detail for c in bombs), bombs[:3]
+
+
+def test_many_members_within_the_allowance_are_bounded_in_total(bag: Path, tmp_path: Path) -> None:
+    """Each member within ratio + 64 KiB allowance; together far over 200 x the zip's size."""
+    from evidencelock.bundle import verify_bundle
+
+    z = _genuine_zip(bag, tmp_path / "many.zip")
+    with zipfile.ZipFile(z, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        for i in range(3000):
+            zf.writestr(f"b/data/z/{i:04d}", b"\0" * (64 << 10))
+    size = z.stat().st_size
+    declared = sum(i.file_size for i in zipfile.ZipFile(z).infolist() if i.compress_type == zipfile.ZIP_DEFLATED)
+    assert declared > 200 * size
+    r = verify_bundle(z)
+    bombs = failed(r, "bagit-zip-bomb")
+    assert bombs and any("in total" in c.detail for c in bombs), bombs[:3]
+    from evidencelock.bundle.source import Limits, ZipSource
+
+    src = ZipSource(z, Limits())
+    admitted = sum(src._info[p].file_size for p in src.sizes if src._info[p].compress_type != zipfile.ZIP_STORED)
+    assert admitted <= 200 * size
+
+
+def test_stored_member_declaring_more_than_it_holds_is_refused(bag: Path, tmp_path: Path) -> None:
+    from evidencelock.bundle import verify_bundle
+
+    z = _genuine_zip(bag, tmp_path / "stored.zip")
+    data = bytearray(z.read_bytes())
+    with zipfile.ZipFile(z) as zf:
+        info = next(i for i in zf.infolist() if i.filename.startswith("b/data/") and i.compress_type == zipfile.ZIP_STORED)
+    # Patch the central directory's uncompressed size of that member (offset 24 in its entry).
+    pos = data.find(b"PK\x01\x02")
+    while True:
+        name_len = int.from_bytes(data[pos + 28:pos + 30], "little")
+        if data[pos + 46:pos + 46 + name_len].decode() == info.filename:
+            break
+        pos = data.find(b"PK\x01\x02", pos + 46)
+    data[pos + 24:pos + 28] = (info.file_size * 1000).to_bytes(4, "little")
+    z.write_bytes(bytes(data))
+    r = verify_bundle(z)
+    assert any(info.filename[2:] == c.subject and "stored" in c.detail for c in failed(r, "bagit-zip-bomb")), \
+        [c for c in r.checks if not c.ok]

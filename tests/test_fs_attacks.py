@@ -565,3 +565,74 @@ def test_stored_member_declaring_more_than_it_holds_is_refused(bag: Path, tmp_pa
     r = verify_bundle(z)
     assert any(info.filename[2:] == c.subject and "stored" in c.detail for c in failed(r, "bagit-zip-bomb")), \
         [c for c in r.checks if not c.ok]
+
+
+# -- item 15c: manifest floods -------------------------------------------------------------------
+def _flood_manifest(path: Path, alg: str, target_bytes: int) -> None:
+    import hashlib
+
+    width = {"sha256": 64, "sha512": 128}[alg]
+    digest = "ab" * (width // 2)
+    with open(path, "a", encoding="utf-8", newline="") as f:
+        written, i = path.stat().st_size, 0
+        while written < target_bytes:
+            block = "".join(f"{digest}  data/flood/{n:09d}.bin\n" for n in range(i, i + 20000))
+            f.write(block)
+            written += len(block)
+            i += 20000
+
+
+def _regen_tag_manifests_streaming(bag: Path) -> None:
+    import hashlib
+
+    files = sorted(str(p.relative_to(bag)) for p in bag.rglob("*") if p.is_file()
+                   and not str(p.relative_to(bag)).startswith("data/") and not p.name.startswith("tagmanifest-"))
+    for alg in ("sha256", "sha512"):
+        lines = []
+        for f in files:
+            h = hashlib.new(alg)
+            with open(bag / f, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    h.update(chunk)
+            lines.append(f"{h.hexdigest()}  {f}\n")
+        (bag / f"tagmanifest-{alg}.txt").write_text("".join(lines))
+
+
+_MEASURE = """
+import json, resource, sys
+from evidencelock.bundle import verify_bundle
+r = verify_bundle(sys.argv[1])
+print(json.dumps({"ok": r.ok, "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "failed": [[c.name, c.subject, c.detail] for c in r.checks if not c.ok]}))
+"""
+
+
+def _measure(bag: Path) -> dict:
+    p = subprocess.run([sys.executable, "-c", _MEASURE, str(bag)], capture_output=True, text=True, timeout=300,
+                       cwd=bag.parent)  # not the checkout's folder: the code under test comes from PYTHONPATH
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_huge_manifests_are_streamed_with_bounded_memory(bag: Path) -> None:
+    base = _measure(bag)
+    assert base["ok"], base["failed"]
+    for alg in ("sha256", "sha512"):
+        _flood_manifest(bag / f"manifest-{alg}.txt", alg, 128 << 20)
+    _regen_tag_manifests_streaming(bag)  # the attacker keeps the tag manifests consistent
+    r = _measure(bag)
+    assert not r["ok"]
+    abandoned = [f for f in r["failed"] if f[0] == "bagit-manifest" and "manifest abandoned" in f[2]]
+    assert {f[1] for f in abandoned} == {"manifest-sha256.txt", "manifest-sha512.txt"}, r["failed"][:5]
+    # A limit, not a speed: two 128 MiB manifests must not cost their size (or a multiple) in memory.
+    assert r["maxrss_kib"] < 300 * 1024, r["maxrss_kib"]
+    assert r["maxrss_kib"] - base["maxrss_kib"] < 100 * 1024, (base["maxrss_kib"], r["maxrss_kib"])
+
+
+def test_manifest_with_overlong_lines_is_refused_line_by_line(bag: Path) -> None:
+    from evidencelock.bundle import verify_bundle
+
+    with open(bag / "manifest-sha256.txt", "ab") as f:
+        f.write(b"a" * (10 << 20) + b"\n")  # one 10 MiB line, no end of line for a while
+    r = verify_bundle(bag)
+    assert any("longer than 4096 bytes" in c.detail for c in failed(r, "bagit-manifest")), r.checks

@@ -44,8 +44,9 @@ _STAGED = re.compile(r"\A([0-9a-f]{64})\.[0-9a-f]{16}\.staged\Z")
 _PARTIAL = re.compile(r"\A[0-9a-f]{16}\.partial\Z")
 _SESSION = re.compile(r"\A[0-9]+-[0-9a-f]{8}\Z")  # <pid>-<8 hex>, see _session_dir
 
-# docs/vault-layout.md §1.1: folders of the vault that MUST be real folders, never symlinks.
+# docs/vault-layout.md §1: folders and files of the vault that MUST NOT be symlinks.
 INTERNAL_DIRS = ("objects", "objects/sha256", "staging", "keys")
+INTERNAL_FILES = ("vault.json", "ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm")
 _DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -304,6 +305,9 @@ class ObjectStore:
             if not stat.S_ISDIR(st.st_mode):
                 raise InputError(f"the vault's {rel}/ is not a folder", subject=str(path),
                                  hint="the vault folder was altered outside evidencelock; nothing was changed")
+        for rel in INTERNAL_FILES:
+            if os.path.islink(self.root / rel):
+                raise _link_error(self.root / rel, f"the vault's {rel} is a symlink")
         staging_fd = self._open_staging()
         if staging_fd is None:
             return

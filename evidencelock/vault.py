@@ -134,11 +134,11 @@ class Vault:
                 subject=str(root),
                 hint="create one with `evidencelock init --custodian NAME`, or pass --vault / set $EVIDENCELOCK_VAULT",
             )
+        ObjectStore(root).check_layout()  # docs/vault-layout.md §1: no links inside the vault
         try:
             config = VaultConfig.from_json(json.loads(cfg_path.read_text("utf-8")), str(cfg_path))
         except (OSError, ValueError) as exc:
             raise InputError(f"cannot read the vault configuration: {exc}", subject=str(cfg_path)) from None
-        ObjectStore(root).check_layout()  # docs/vault-layout.md §4.1: no links inside the vault
         url = _resolve_ledger_url(root, config.ledger_url)
         if url.startswith("sqlite") and not (root / "ledger.sqlite").is_file():
             raise StorageError("the ledger database is missing", subject=str(root / "ledger.sqlite"))

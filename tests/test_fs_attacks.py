@@ -129,7 +129,7 @@ def test_staging_folder_replaced_by_symlink_deletes_nothing_outside(tmp_path: Pa
         assert_intact(outside)
 
 
-@pytest.mark.parametrize("internal", ["objects", "objects/sha256", "keys"])
+@pytest.mark.parametrize("internal", ["objects", "objects/sha256", "keys", "vault.json", "ledger.sqlite"])
 def test_internal_folder_replaced_by_symlink_is_refused(tmp_path: Path, vp: Path, internal: str) -> None:
     real = tmp_path / "moved-away"
     shutil.move(vp / internal, real)

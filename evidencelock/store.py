@@ -403,7 +403,10 @@ class ObjectStore:
                     continue  # not ours: left alone
                 sha = m.group(1) if m else None
                 if sha is not None and is_recorded(sha):
-                    obj = open_regular(f.name, dir_fd=fd)
+                    try:
+                        obj = open_regular(f.name, dir_fd=fd)
+                    except OSError:
+                        continue  # replaced meanwhile (link, FIFO, gone): not ours to read or remove
                     try:
                         digests = hash_fd(obj)
                     finally:

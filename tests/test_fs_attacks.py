@@ -638,3 +638,44 @@ def test_manifest_with_overlong_lines_is_refused_line_by_line(bag: Path) -> None
         f.write(b"a" * (10 << 20) + b"\n")  # one 10 MiB line, no end of line for a while
     r = verify_bundle(bag)
     assert any("longer than 4096 bytes" in c.detail for c in failed(r, "bagit-manifest")), r.checks
+
+
+def _patch_central_entry(data: bytearray, name: str, offset: int, value: int) -> None:
+    """Overwrite a 4-byte field at ``offset`` in the central-directory entry of ``name``."""
+    pos = data.find(b"PK\x01\x02")
+    while pos >= 0:
+        name_len = int.from_bytes(data[pos + 28:pos + 30], "little")
+        if data[pos + 46:pos + 46 + name_len].decode() == name:
+            data[pos + offset:pos + offset + 4] = value.to_bytes(4, "little")
+            return
+        pos = data.find(b"PK\x01\x02", pos + 46)
+    raise AssertionError(name)
+
+
+def test_member_pointing_into_another_or_the_directory_is_refused(bag: Path, tmp_path: Path) -> None:
+    """Two hand patches of a genuine zip's central directory: a member's offset moved onto
+    another member's bytes, and a member's compressed size stretched into the directory."""
+    from evidencelock.bundle import verify_bundle
+
+    z = _genuine_zip(bag, tmp_path / "g.zip")
+    with zipfile.ZipFile(z) as zf:
+        infos = zf.infolist()
+    tags = [i for i in infos if i.compress_type == zipfile.ZIP_DEFLATED]
+    first, second = tags[0], tags[1]
+
+    moved = tmp_path / "moved.zip"
+    data = bytearray(z.read_bytes())
+    _patch_central_entry(data, second.filename, 42, first.header_offset)  # relative offset of local header
+    moved.write_bytes(bytes(data))
+    r = verify_bundle(moved)
+    assert any(second.filename in c.subject or second.filename in c.detail for c in failed(r, "bagit-zip-overlap")), \
+        [c for c in r.checks if not c.ok]
+
+    stretched = tmp_path / "stretched.zip"
+    data = bytearray(z.read_bytes())
+    last = max(infos, key=lambda i: i.header_offset)
+    _patch_central_entry(data, last.filename, 20, last.compress_size + 10_000)  # compressed size
+    stretched.write_bytes(bytes(data))
+    r = verify_bundle(stretched)
+    assert any("central directory" in c.detail and last.filename in c.subject for c in failed(r, "bagit-zip-overlap")), \
+        [c for c in r.checks if not c.ok]

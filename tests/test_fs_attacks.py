@@ -679,3 +679,34 @@ def test_member_pointing_into_another_or_the_directory_is_refused(bag: Path, tmp
     r = verify_bundle(stretched)
     assert any("central directory" in c.detail and last.filename in c.subject for c in failed(r, "bagit-zip-overlap")), \
         [c for c in r.checks if not c.ok]
+
+
+def test_file_swapped_for_fifo_after_listing_does_not_hang(tmp_path: Path, vault, key, monkeypatch) -> None:
+    import signal
+
+    from evidencelock import ingest as ingest_mod
+
+    card, _ = _card(tmp_path)
+    real_walk = ingest_mod.walk
+
+    def walk_then_swap(*a, **kw):
+        result = real_walk(*a, **kw)
+        (card / "zzz" / "passwd").unlink()
+        os.mkfifo(card / "zzz" / "passwd")  # no writer: a blocking open would wait forever
+        return result
+
+    def hung(*_):
+        raise AssertionError("ingest hung on a FIFO swapped in after the listing")
+
+    monkeypatch.setattr(ingest_mod, "walk", walk_then_swap)
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(TIMEOUT)
+    try:
+        rep = _run_ingest(vault, key, card, "c1")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    outs = {Path(o.path).relative_to(card).as_posix(): o for o in rep.outcomes}
+    o = outs["zzz/passwd"]  # the inode number may be reused by the FIFO: then fstat's type says it
+    assert o.status == "rejected" and ("replaced" in o.reason or "FIFO" in o.reason), o
+    assert outs["DCIM/IMG_1.JPG"].status == "preserved"

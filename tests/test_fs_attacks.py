@@ -15,10 +15,12 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import PASSPHRASE, Clock, run_cli
+from conftest import Clock, run_cli
+from test_bundle_support import bag, exported, failed  # noqa: F401  (fixtures: a real exported bundle)
 
 TIMEOUT = 60  # seconds: every command here handles a few small files; longer means a hang
 
@@ -245,7 +247,7 @@ def _swap_for_link(folder: Path, target: Path) -> None:
 
 def _preserved_bytes(vault) -> set[bytes]:
     out = set()
-    for name, path in vault.store.iter_objects():
+    for _name, path in vault.store.iter_objects():
         out.add(Path(path).read_bytes())
     return out
 
@@ -422,9 +424,6 @@ def test_cli_ingest_names_the_swapped_folder(tmp_path: Path) -> None:
 
 
 # -- item 15b: zip floods ------------------------------------------------------------------------
-from test_bundle_support import bag, exported, failed  # noqa: E402,F401  (fixtures: a real exported bundle)
-
-
 def _genuine_zip(bag: Path, target: Path) -> Path:
     from evidencelock.bundle.writer import _zip_folder
 
@@ -479,9 +478,6 @@ def _overlapping_zip(bag: Path, target: Path, *, members: int, kernel_bytes: int
         z.start_dir = base + len(blob)
         z._didModify = True
     return [n.decode() for n in names]
-
-
-import zipfile  # noqa: E402
 
 
 def test_overlapping_zip_entries_are_refused_undecompressed(bag: Path, tmp_path: Path, monkeypatch) -> None:
@@ -571,8 +567,6 @@ def test_stored_member_declaring_more_than_it_holds_is_refused(bag: Path, tmp_pa
 
 # -- item 15c: manifest floods -------------------------------------------------------------------
 def _flood_manifest(path: Path, alg: str, target_bytes: int) -> None:
-    import hashlib
-
     width = {"sha256": 64, "sha512": 128}[alg]
     digest = "ab" * (width // 2)
     with open(path, "a", encoding="utf-8", newline="") as f:

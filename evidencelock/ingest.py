@@ -219,6 +219,8 @@ def _open_chain(base: bytes, base_id: tuple[int, int] | None, dirs: Sequence[tup
                 nxt = os.open(name, _DIR_NOFOLLOW, dir_fd=fd)
             except OSError as exc:
                 what = _what_is(fd, name)
+                if what == "gone":
+                    raise _Swapped(f"folder {display_path(path)} vanished after it was listed") from None
                 raise _Swapped(f"folder {display_path(path)} was replaced after it was listed "
                                f"(it is now {what}); not followed, nothing read through it"
                                if what else f"folder {display_path(path)} cannot be opened: {exc.strerror}") from None

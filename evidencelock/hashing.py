@@ -11,12 +11,16 @@ hashlib and blake3 release the GIL on large buffers, so several files hash in pa
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 import blake3
 
-__all__ = ["SECOND_ALGORITHM", "CHUNK_SIZE", "Digests", "MultiHasher", "hash_file", "hash_fd"]
+__all__ = ["SECOND_ALGORITHM", "CHUNK_SIZE", "Digests", "MultiHasher", "hash_file", "hash_fd", "NotRegularFile",
+           "open_regular"]
 
 SECOND_ALGORITHM = "blake3"
 CHUNK_SIZE = 1 << 20  # 1 MiB: large enough to release the GIL and amortise syscalls
@@ -63,8 +67,42 @@ def hash_fd(fd: int, *, second: bool = True) -> Digests:
     return hasher.digests()
 
 
+class NotRegularFile(OSError):
+    """What was opened is not a regular file (a FIFO, device, socket or folder): never read."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISDIR, "folder")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def open_regular(path: str | os.PathLike[str], *, dir_fd: int | None = None) -> int:
+    """Open ``path`` for reading without following a final symlink and without blocking.
+
+    The open never hangs (``O_NONBLOCK``: a FIFO planted in place of a file would otherwise
+    wait forever for a writer); ``fstat`` on what was opened (race-free) must show a regular
+    file, else :class:`NotRegularFile` (an ``OSError``: callers report it like any unreadable
+    file).  The returned descriptor is blocking again, ready for ordinary reads.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    fd = os.open(path, flags, dir_fd=dir_fd)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(errno.EINVAL, f"not a regular file ({_kind(mode)}); not read", os.fsdecode(path))
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def hash_file(path: str | os.PathLike[str], *, second: bool = True) -> Digests:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    """Digests of a regular file; a symlink (``ELOOP``) or special file raises ``OSError``."""
+    fd = open_regular(path)
     try:
         return hash_fd(fd, second=second)
     finally:

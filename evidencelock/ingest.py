@@ -20,6 +20,7 @@ reported, never followed out of the ingested tree or opened.
 from __future__ import annotations
 
 import base64
+import errno
 import fcntl
 import hashlib
 import os
@@ -54,6 +55,15 @@ class Candidate:
     root: bytes  # the ingested root it was found under
     rel: bytes  # path relative to the root (the file name itself for a single file)
     link: bytes | None = None  # absolute path of the symlink it was reached through (--follow-symlinks)
+    # How to reopen it race-free (docs/vault-layout.md §5.1): ``base`` is opened as named (the
+    # user chose it) and must still be (dev, ino) ``base_id``; then each folder of ``dirs`` is
+    # opened relative to its parent with O_NOFOLLOW and must be the (dev, ino) listed (0, 0:
+    # not checked, for a followed link's target); then the file, relative to the last folder,
+    # with O_NOFOLLOW, must be ``ident``.  ``base`` None: a file named by the user, opened by path.
+    base: bytes | None = None
+    base_id: tuple[int, int] | None = None
+    dirs: tuple[tuple[bytes, int, int], ...] = ()
+    ident: tuple[int, int] | None = None
 
 
 @dataclass
@@ -170,10 +180,11 @@ def walk(paths: Sequence[str | os.PathLike[str] | bytes], *, follow_symlinks: bo
         if stat.S_ISREG(st.st_mode):
             if root not in seen:
                 seen.add(root)
-                candidates.append(Candidate(root, os.path.dirname(root), os.path.basename(root)))
+                candidates.append(Candidate(root, os.path.dirname(root), os.path.basename(root),
+                                            ident=(st.st_dev, st.st_ino)))
             continue
         real_root = os.path.realpath(root)
-        for cand, skip in _walk_dir(root, real_root, follow_symlinks):
+        for cand, skip in _walk_dir(root, real_root, follow_symlinks, (st.st_dev, st.st_ino)):
             if skip is not None:
                 skipped.append(skip)
             elif cand is not None and (cand.link or cand.path) not in seen:
@@ -182,44 +193,170 @@ def walk(paths: Sequence[str | os.PathLike[str] | bytes], *, follow_symlinks: bo
     return candidates, skipped
 
 
-def _walk_dir(root: bytes, real_root: bytes, follow: bool) -> Iterator[tuple[Candidate | None, FileOutcome | None]]:
-    stack = [root]
-    while stack:
-        d = stack.pop()
-        try:
-            with os.scandir(d) as it:
-                ents = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            yield None, FileOutcome(display_path(d), "rejected", f"cannot list folder: {exc.strerror}")
-            continue
-        subdirs = []
-        for ent in ents:
-            path = ent.path
-            rel = os.path.relpath(path, root)
+class _Swapped(Exception):
+    """A folder or file is not what was listed: replaced (e.g. by a symlink) after listing."""
+
+
+_DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_chain(base: bytes, base_id: tuple[int, int] | None, dirs: Sequence[tuple[bytes, int, int]]) -> int:
+    """A descriptor on the folder ``base``/``dirs``, each folder below ``base`` opened relative
+    to its parent with O_NOFOLLOW and checked to be the one listed.  Raises _Swapped naming
+    the folder that changed (docs/vault-layout.md §5.1)."""
+    try:
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # named by the user: followed
+    except OSError as exc:
+        raise _Swapped(f"folder {display_path(base)} cannot be opened any more: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if base_id is not None and (st.st_dev, st.st_ino) != base_id:
+            raise _Swapped(f"folder {display_path(base)} was replaced after it was listed")
+        path = base
+        for name, dev, ino in dirs:
+            path = os.path.join(path, name)
             try:
-                mode = ent.stat(follow_symlinks=False).st_mode
+                nxt = os.open(name, _DIR_NOFOLLOW, dir_fd=fd)
             except OSError as exc:
-                yield None, FileOutcome(display_path(path), "rejected", f"cannot stat: {exc.strerror}")
+                what = _what_is(fd, name)
+                if what == "gone":
+                    raise _Swapped(f"folder {display_path(path)} vanished after it was listed") from None
+                raise _Swapped(f"folder {display_path(path)} was replaced after it was listed "
+                               f"(it is now {what}); not followed, nothing read through it"
+                               if what else f"folder {display_path(path)} cannot be opened: {exc.strerror}") from None
+            os.close(fd)
+            fd = nxt
+            st = os.fstat(fd)
+            if ino and (st.st_dev, st.st_ino) != (dev, ino):
+                raise _Swapped(f"folder {display_path(path)} was replaced by another folder after it was listed")
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _what_is(dir_fd: int, name: bytes) -> str:
+    """'a symlink to X' / 'a FIFO' / '' for what now stands at ``name`` (for messages only)."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return "gone"
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            return f"a symlink to {display_path(os.readlink(name, dir_fd=dir_fd))}"
+        except OSError:
+            return "a symlink"
+    return "" if stat.S_ISDIR(st.st_mode) else f"a {_kind(st.st_mode)}" if not stat.S_ISREG(st.st_mode) else "a file"
+
+
+def _list_dir(fd: int) -> list[os.DirEntry[str]]:
+    """The entries of the folder open on ``fd``, sorted by name (``fd`` stays open: scandir
+    lists a duplicate of it)."""
+    with os.scandir(fd) as it:
+        return sorted(it, key=lambda e: e.name)
+
+
+def _walk_dir(root: bytes, real_root: bytes, follow: bool,
+              root_id: tuple[int, int] | None = None) -> Iterator[tuple[Candidate | None, FileOutcome | None]]:
+    # Every folder is opened relative to its parent with O_NOFOLLOW, down the whole walk, and
+    # must be the folder that was listed (dev, ino): a folder swapped for a symlink between
+    # listing and opening is reported, never followed (docs/vault-layout.md §5.1).
+    stack: list[tuple[bytes, tuple[tuple[bytes, int, int], ...]]] = [(root, ())]
+    while stack:
+        d, chain = stack.pop()
+        try:
+            fd = _open_chain(root, root_id, chain)
+        except _Swapped as exc:
+            yield None, FileOutcome(display_path(d), "rejected", str(exc))
+            continue
+        try:
+            try:
+                ents = _list_dir(fd)
+            except OSError as exc:
+                yield None, FileOutcome(display_path(d), "rejected", f"cannot list folder: {exc.strerror}")
                 continue
-            if stat.S_ISLNK(mode):
-                target = os.path.realpath(path)
-                inside = target == real_root or target.startswith(real_root + b"/")
-                if follow and inside and os.path.isfile(target):
-                    # Followed only inside the tree; its target is ingested under this name too.
-                    yield Candidate(target, root, rel, link=path), None
+            subdirs = []
+            for ent in ents:
+                name = os.fsencode(ent.name)
+                path = os.path.join(d, name)
+                rel = os.path.relpath(path, root)
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except OSError as exc:
+                    yield None, FileOutcome(display_path(path), "rejected", f"cannot stat: {exc.strerror}")
+                    continue
+                mode = st.st_mode
+                if stat.S_ISLNK(mode):
+                    try:
+                        link_text = os.readlink(name, dir_fd=fd)
+                    except OSError:
+                        link_text = b"?"
+                    target = os.path.realpath(path)
+                    inside = target == real_root or target.startswith(real_root + b"/")
+                    cand = _followed(root, real_root, target, rel, path) if follow and inside else None
+                    if cand is not None:
+                        # Followed only inside the tree; its target is ingested under this name too.
+                        yield cand, None
+                    else:
+                        why = "points outside the ingested folder" if not inside else "symlinks are not followed"
+                        yield None, FileOutcome(
+                            display_path(path), "skipped",
+                            f"symlink to {display_path(link_text)} not followed ({why}; its target is not preserved through this link)",
+                        )
+                elif stat.S_ISDIR(mode):
+                    subdirs.append((path, chain + ((name, st.st_dev, st.st_ino),)))
+                elif stat.S_ISREG(mode):
+                    yield Candidate(path, root, rel, base=root, base_id=root_id, dirs=chain,
+                                    ident=(st.st_dev, st.st_ino)), None
                 else:
-                    why = "points outside the ingested folder" if not inside else "symlinks are not followed"
-                    yield None, FileOutcome(
-                        display_path(path), "skipped",
-                        f"symlink to {display_path(os.readlink(path))} not followed ({why}; its target is not preserved through this link)",
-                    )
-            elif stat.S_ISDIR(mode):
-                subdirs.append(path)
-            elif stat.S_ISREG(mode):
-                yield Candidate(path, root, rel), None
-            else:
-                yield None, FileOutcome(display_path(path), "skipped", f"not a regular file ({_kind(mode)}); not opened")
-        stack.extend(reversed(subdirs))
+                    yield None, FileOutcome(display_path(path), "skipped", f"not a regular file ({_kind(mode)}); not opened")
+            stack.extend(reversed(subdirs))
+        finally:
+            os.close(fd)
+
+
+def _followed(root: bytes, real_root: bytes, target: bytes, rel: bytes, link: bytes) -> Candidate | None:
+    """The candidate for a link followed with --follow-symlinks: its target (a regular file
+    inside the tree) is reopened from the real root, every folder with O_NOFOLLOW."""
+    try:
+        st = os.stat(target, follow_symlinks=False)  # realpath: no link left in it
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    try:
+        rst = os.stat(real_root)
+    except OSError:
+        return None
+    parts = os.path.relpath(target, real_root).split(b"/")
+    return Candidate(target, root, rel, link=link, base=real_root, base_id=(rst.st_dev, rst.st_ino),
+                     dirs=tuple((p, 0, 0) for p in parts[:-1]), ident=(st.st_dev, st.st_ino))
+
+
+def _open_candidate(cand: Candidate) -> int:
+    """Step 1: open the file without following any link below the ingested root and without
+    blocking; raises _Swapped if a folder on its way or the file itself is not what was listed."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    if cand.base is None:
+        fd = os.open(cand.path, flags)
+    else:
+        dfd = _open_chain(cand.base, cand.base_id, cand.dirs)
+        try:
+            try:
+                fd = os.open(os.path.basename(cand.path), flags, dir_fd=dfd)
+            except OSError as exc:
+                what = _what_is(dfd, os.path.basename(cand.path))
+                if exc.errno == errno.ELOOP:
+                    raise _Swapped(f"the file was replaced after it was listed (it is now {what}); not followed") from None
+                raise
+        finally:
+            os.close(dfd)
+    if cand.ident is not None:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != cand.ident:
+            os.close(fd)
+            raise _Swapped("the file was replaced by another file after it was listed; not read")
+    return fd
 
 
 def _kind(mode: int) -> str:
@@ -251,7 +388,9 @@ def _test_kill_point(point: str) -> None:
 def _read_one(vault: Vault, cand: Candidate, *, extract: Callable[[Path, str], Any] | None) -> _Read:
     """Steps 1-4 for one file.  Raises _Rejected with a reason naming what went wrong."""
     try:
-        fd = os.open(cand.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+        fd = _open_candidate(cand)
+    except _Swapped as exc:
+        raise _Rejected(f"{exc}; run the ingest again on a stable source") from None
     except FileNotFoundError:
         raise _Rejected("file vanished before it could be read") from None
     except PermissionError:

@@ -28,19 +28,26 @@ import fcntl
 import os
 import re
 import secrets
-import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DigestMismatch, StorageError
-from .hashing import CHUNK_SIZE, Digests, MultiHasher, hash_file
+from .errors import DigestMismatch, InputError, StorageError
+from .hashing import CHUNK_SIZE, Digests, MultiHasher, hash_fd, open_regular
 
-__all__ = ["ObjectStore", "StagedObject", "SourceChanged", "SourceReadError", "is_sha256_hex"]
+__all__ = ["ObjectStore", "StagedObject", "SourceChanged", "SourceReadError",
+           "is_sha256_hex", "INTERNAL_DIRS"]
 
 _HEX64 = re.compile(r"\A[0-9a-f]{64}\Z")
 _STAGED = re.compile(r"\A([0-9a-f]{64})\.[0-9a-f]{16}\.staged\Z")
+_PARTIAL = re.compile(r"\A[0-9a-f]{16}\.partial\Z")
+_SESSION = re.compile(r"\A[0-9]+-[0-9a-f]{8}\Z")  # <pid>-<8 hex>, see _session_dir
+
+# docs/vault-layout.md §1: folders and files of the vault that MUST NOT be symlinks.
+INTERNAL_DIRS = ("objects", "objects/sha256", "staging", "keys")
+INTERNAL_FILES = ("vault.json", "ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm")
+_DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def is_sha256_hex(text: str) -> bool:
@@ -140,6 +147,8 @@ class ObjectStore:
     def _session_dir(self) -> Path:
         if self._session is None:
             _makedirs_durable(self.staging_dir)
+            if self.staging_dir.is_symlink():  # §4.1: never write through a planted link
+                raise _link_error(self.staging_dir, "the vault's staging/ folder is a symlink")
             session = self.staging_dir / f"{os.getpid()}-{secrets.token_hex(4)}"
             session.mkdir()
             fd = os.open(session, os.O_RDONLY | os.O_DIRECTORY)
@@ -274,50 +283,149 @@ class ObjectStore:
             self._session = self._session_fd = None
 
     # -- recovery -----------------------------------------------------------------------
+    # docs/vault-layout.md §4.1: cleaning never follows a link and never deletes what is not
+    # ours.  Only real folders named like a session (<pid>-<8 hex>) are sessions; only regular
+    # files named like our staged or partial files are removed; every step is relative to a
+    # descriptor opened with O_NOFOLLOW, so a link planted in staging/ is never entered.
+    def check_layout(self) -> None:
+        """Refuse a vault whose internal folders, or anything in ``staging/``, are symlinks.
+
+        Raises :class:`InputError` (exit 2) naming the link and where it points: a link there
+        was not made by evidencelock, and following it could read, or delete, files outside
+        the vault.  Run by ``Vault.open`` before anything else touches the folder.
+        """
+        for rel in INTERNAL_DIRS:
+            path = self.root / rel
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                raise _link_error(path, f"the vault's {rel}/ folder is a symlink")
+            if not stat.S_ISDIR(st.st_mode):
+                raise InputError(f"the vault's {rel}/ is not a folder", subject=str(path),
+                                 hint="the vault folder was altered outside evidencelock; nothing was changed")
+        for rel in INTERNAL_FILES:
+            if os.path.islink(self.root / rel):
+                raise _link_error(self.root / rel, f"the vault's {rel} is a symlink")
+        staging_fd = self._open_staging()
+        if staging_fd is None:
+            return
+        try:
+            for ent in _scan(staging_fd):
+                if ent.is_symlink():
+                    raise _link_error(self.staging_dir / ent.name, "a symlink was planted in staging/")
+                if ent.is_dir(follow_symlinks=False) and _SESSION.match(ent.name):
+                    try:
+                        sfd = os.open(ent.name, _DIR_NOFOLLOW, dir_fd=staging_fd)
+                    except OSError:
+                        continue
+                    try:
+                        for sub in _scan(sfd):
+                            if sub.is_symlink():
+                                raise _link_error(self.staging_dir / ent.name / sub.name,
+                                                  "a symlink was planted in staging/")
+                    finally:
+                        os.close(sfd)
+        finally:
+            os.close(staging_fd)
+
+    def _open_staging(self) -> int | None:
+        try:
+            return os.open(self.staging_dir, _DIR_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _link_error(self.staging_dir, "the vault's staging/ folder is a symlink") from None
+            raise StorageError(f"cannot open the staging folder: {exc.strerror}", subject=str(self.staging_dir)) from None
+
+    def _dead_session_fds(self) -> Iterator[tuple[str, int, int]]:
+        """(name, staging fd, session fd) of each dead session; both fds closed after each step."""
+        staging_fd = self._open_staging()
+        if staging_fd is None:
+            return
+        try:
+            own = self._session.name if self._session is not None else None
+            for ent in _scan(staging_fd):
+                # A session is a real folder named like one; links and anything else are not ours.
+                if ent.name == own or not _SESSION.match(ent.name) or not ent.is_dir(follow_symlinks=False):
+                    continue
+                try:
+                    fd = os.open(ent.name, _DIR_NOFOLLOW, dir_fd=staging_fd)
+                except OSError:
+                    continue  # replaced by a link (ELOOP) or gone meanwhile: not ours to touch
+                try:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # a live writer owns it
+                    yield ent.name, staging_fd, fd
+                finally:
+                    os.close(fd)
+        finally:
+            os.close(staging_fd)
+
     def dead_sessions(self) -> Iterator[Path]:
         """Staging session directories whose process is gone (their flock is free)."""
-        if not self.staging_dir.is_dir():
-            return
-        for entry in sorted(self.staging_dir.iterdir()):
-            if not entry.is_dir() or entry == self._session:
-                continue
-            fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live writer owns it
-                yield entry
-            finally:
-                os.close(fd)
+        for name, _, _ in self._dead_session_fds():
+            yield self.staging_dir / name
 
     def leftovers(self) -> Iterator[tuple[Path, str | None]]:
-        """(path, sha256 or None) of every file left in staging by a dead session."""
-        for session in self.dead_sessions():
-            for f in sorted(session.iterdir()):
+        """(path, sha256 or None) of every file of ours left in staging by a dead session.
+
+        Only regular files named ``<sha256>.<16 hex>.staged`` (sha256 given) or
+        ``<16 hex>.partial`` (None); anything else in a session is not ours and is not listed.
+        """
+        for name, _, fd in self._dead_session_fds():
+            for f in _scan(fd):
+                if not f.is_file(follow_symlinks=False):
+                    continue
                 m = _STAGED.match(f.name)
-                yield f, (m.group(1) if m else None)
+                if m or _PARTIAL.match(f.name):
+                    yield self.staging_dir / name / f.name, (m.group(1) if m else None)
 
     def recover(self, is_recorded) -> tuple[int, int]:
         """Roll forward recorded staged objects, remove unrecorded leftovers.
 
         ``is_recorded(sha256) -> bool`` asks the ledger.  Returns (rolled_forward, removed).
         A staged file is rehashed before it is rolled forward: its name is not trusted.
+        Nothing that is not ours (see :meth:`leftovers`) is removed, and no link is followed.
         """
         rolled = removed = 0
-        for path, sha in list(self.leftovers()):
-            if sha is not None and is_recorded(sha):
-                digests = hash_file(path)
-                if digests.sha256 != sha:
-                    raise DigestMismatch(str(path), "sha256", sha, digests.sha256,
-                                         hint="a staged object is damaged; the source must be ingested again")
-                self.commit(StagedObject(path, digests))
-                rolled += 1
-            else:
-                _unlink_quietly(path)
-                removed += 1
-        for session in list(self.dead_sessions()):
-            shutil.rmtree(session, ignore_errors=True)
+        for name, staging_fd, fd in self._dead_session_fds():
+            session = self.staging_dir / name
+            for f in _scan(fd):
+                if not f.is_file(follow_symlinks=False):
+                    continue
+                m = _STAGED.match(f.name)
+                if not (m or _PARTIAL.match(f.name)):
+                    continue  # not ours: left alone
+                sha = m.group(1) if m else None
+                if sha is not None and is_recorded(sha):
+                    try:
+                        obj = open_regular(f.name, dir_fd=fd)
+                    except OSError:
+                        continue  # replaced meanwhile (link, FIFO, gone): not ours to read or remove
+                    try:
+                        digests = hash_fd(obj)
+                    finally:
+                        os.close(obj)
+                    if digests.sha256 != sha:
+                        raise DigestMismatch(str(session / f.name), "sha256", sha, digests.sha256,
+                                             hint="a staged object is damaged; the source must be ingested again")
+                    self.commit(StagedObject(session / f.name, digests))
+                    rolled += 1
+                else:
+                    try:
+                        os.unlink(f.name, dir_fd=fd)  # unlink(2) removes a name, never a link's target
+                    except FileNotFoundError:
+                        pass
+                    removed += 1
+            try:
+                os.rmdir(name, dir_fd=staging_fd)  # only if now empty: never rmtree
+            except OSError:
+                pass  # something not ours is left in it
         return rolled, removed
 
     # -- reading ------------------------------------------------------------------------
@@ -327,8 +435,28 @@ class ObjectStore:
             return
         for dirpath, dirnames, filenames in os.walk(self.objects_dir):
             dirnames.sort()
-            for name in sorted(filenames):
+            # os.walk lists a symlink to a folder among dirnames but never enters it: such a
+            # link is yielded as an entry (an invalid address), so verify reports it.
+            links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+            dirnames[:] = [d for d in dirnames if d not in links]
+            for name in sorted(filenames + links):
                 yield name, Path(dirpath) / name
+
+    def open_object(self, sha256: str) -> int:
+        """A blocking read descriptor on the object ``sha256``, opened without following any
+        link below ``objects/`` and without blocking on a FIFO.  Raises ``OSError`` (e.g.
+        :class:`~evidencelock.hashing.NotRegularFile`, ``ELOOP`` for a link) naming nothing:
+        the caller names the item."""
+        path = self.path_for(sha256)
+        fd = os.open(self.objects_dir, _DIR_NOFOLLOW)
+        try:
+            for part in (sha256[0:2], sha256[2:4]):
+                nxt = os.open(part, _DIR_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = nxt
+            return open_regular(path.name, dir_fd=fd)
+        finally:
+            os.close(fd)
 
     def object_is_placed_correctly(self, name: str, path: Path) -> bool:
         return is_sha256_hex(name) and path == self.path_for(name)
@@ -336,6 +464,25 @@ class ObjectStore:
     def is_read_only(self, path: Path) -> bool:
         mode = path.lstat().st_mode
         return stat.S_ISREG(mode) and not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _scan(fd: int) -> list[os.DirEntry[str]]:
+    """The entries of the folder open on ``fd``, sorted; ``fd`` stays open (scandir lists a dup)."""
+    with os.scandir(fd) as it:
+        return sorted(it, key=lambda e: e.name)
+
+
+def _link_error(path: Path, what: str) -> InputError:
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    return InputError(
+        f"{what} (pointing to {target}); evidencelock never makes links there, so it neither follows nor removes it",
+        subject=str(path),
+        hint="nothing was changed; check how the link got there, then remove the link itself "
+             "(`rm` on the link leaves its target untouched) and run the command again",
+    )
 
 
 def _write_all(fd: int, data: memoryview) -> None:

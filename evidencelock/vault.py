@@ -134,6 +134,7 @@ class Vault:
                 subject=str(root),
                 hint="create one with `evidencelock init --custodian NAME`, or pass --vault / set $EVIDENCELOCK_VAULT",
             )
+        ObjectStore(root).check_layout()  # docs/vault-layout.md §1: no links inside the vault
         try:
             config = VaultConfig.from_json(json.loads(cfg_path.read_text("utf-8")), str(cfg_path))
         except (OSError, ValueError) as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 import threading
 import zipfile
 from dataclasses import dataclass, field
@@ -30,7 +31,8 @@ class Limits:
 
     max_files: int = 1_000_000
     max_total_bytes: int = 1 << 42  # 4 TiB of payload
-    max_zip_ratio: int = 200  # uncompressed / compressed, per member (deflate tops out near 1032)
+    max_zip_ratio: int = 200  # uncompressed / compressed, per member and for the whole zip (deflate tops out near 1032)
+    zip_ratio_allowance: int = 64 << 10  # a compressed member may expand this many bytes beyond the ratio
     max_tag_file_bytes: int = 256 << 20  # a manifest or tag file read into memory
     max_line_bytes: int = 4096
 
@@ -164,7 +166,51 @@ class ZipSource(BagSource):
             raise InputError(f"not a readable zip file: {exc}", subject=str(path)) from None
         self._lock = threading.Lock()
         self._info: dict[str, zipfile.ZipInfo] = {}
-        self._scan(infos)
+        try:
+            self._size = os.stat(path).st_size
+            overlapping = self._overlapping(path, infos)
+        except OSError as exc:
+            raise InputError(f"cannot read the zip file: {exc.strerror or exc}", subject=str(path)) from None
+        self._scan([i for i in infos if id(i) not in overlapping])
+
+    def _overlapping(self, path: Path, infos: list[zipfile.ZipInfo]) -> set[int]:
+        """docs/bundle-format.md §5 step 1: members whose bytes (local header + compressed data)
+        share bytes with another member's, or run into the central directory.  Such entries let
+        a small zip expand to gigabytes (each member read again from the same bytes); they never
+        occur in a zip written by an archiver, so every member involved is refused, named."""
+        spans: list[tuple[int, int, zipfile.ZipInfo]] = []
+        bad: set[int] = set()
+        cd_start = getattr(self._zip, "start_dir", self._size)
+        with open(path, "rb") as f:
+            for info in infos:
+                f.seek(info.header_offset)
+                hdr = f.read(30)
+                if len(hdr) != 30 or hdr[:4] != b"PK\x03\x04":
+                    self.problems.append(Problem("bagit-zip-overlap", repr(info.filename),
+                                                 f"no local header at offset {info.header_offset}: refused"))
+                    bad.add(id(info))
+                    continue
+                name_len, extra_len = struct.unpack("<HH", hdr[26:30])
+                end = info.header_offset + 30 + name_len + extra_len + info.compress_size
+                if end > cd_start:
+                    self.problems.append(Problem("bagit-zip-overlap", repr(info.filename),
+                                                 f"member data (bytes {info.header_offset}-{end}) runs into the central "
+                                                 f"directory at {cd_start}: refused"))
+                    bad.add(id(info))
+                    continue
+                spans.append((info.header_offset, end, info))
+        spans.sort(key=lambda t: (t[0], t[1]))
+        reach_end, reach = -1, None
+        for start, end, info in spans:
+            if reach is not None and start < reach_end:
+                self.problems.append(Problem("bagit-zip-overlap", repr(info.filename),
+                                             f"member bytes {start}-{end} overlap member {reach.filename!r} "
+                                             f"(bytes up to {reach_end}): both refused, not decompressed"))
+                bad.add(id(info))
+                bad.add(id(reach))
+            if end > reach_end:
+                reach_end, reach = end, info
+        return bad
 
     def _scan(self, infos: list[zipfile.ZipInfo]) -> None:
         names = [i.filename for i in infos]
@@ -175,7 +221,7 @@ class ZipSource(BagSource):
             if len(tops) == 1:
                 prefix = tops[0] + "/"
         seen: dict[str, str] = {}
-        total = 0
+        total = inflated = 0
         for info in infos:
             raw = info.filename
             if raw.endswith("/") and info.file_size == 0:
@@ -204,11 +250,28 @@ class ZipSource(BagSource):
                 self.problems.append(Problem("bagit-zip-slip", repr(raw), f"refused: {exc}"))
                 self.refused.add(rel)
                 continue
-            if info.compress_type != zipfile.ZIP_STORED and info.file_size > (1 << 20) and \
-                    info.file_size > self.limits.max_zip_ratio * max(info.compress_size, 1):
+            # Every compressed member (not only large ones): at most ratio x its compressed size
+            # plus a small allowance; and all of them together at most ratio x the zip's size.
+            if info.compress_type != zipfile.ZIP_STORED and info.file_size > \
+                    self.limits.max_zip_ratio * info.compress_size + self.limits.zip_ratio_allowance:
                 self.problems.append(Problem("bagit-zip-bomb", rel,
                                              f"expands {info.compress_size} bytes to {info.file_size} "
                                              f"(ratio over {self.limits.max_zip_ratio}): not decompressed"))
+                self.refused.add(rel)
+                continue
+            if info.compress_type != zipfile.ZIP_STORED:
+                inflated += info.file_size
+                if inflated > self.limits.max_zip_ratio * self._size:
+                    self.problems.append(Problem("bagit-zip-bomb", rel,
+                                                 f"compressed members expand to over {inflated} bytes in total, more "
+                                                 f"than {self.limits.max_zip_ratio} x the zip's {self._size} bytes: "
+                                                 "not decompressed"))
+                    self.refused.add(rel)
+                    continue
+            elif info.file_size != info.compress_size:
+                self.problems.append(Problem("bagit-zip-bomb", rel,
+                                             f"stored (uncompressed) member declares {info.file_size} bytes but holds "
+                                             f"{info.compress_size}: not read"))
                 self.refused.add(rel)
                 continue
             total += info.file_size

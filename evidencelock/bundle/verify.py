@@ -27,6 +27,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
+from collections.abc import Iterator  # _manifest_lines
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -220,53 +221,107 @@ def trusted_key_ids(trusted: Iterable[PublicKey | str]) -> set[str]:
 
 # -- BagIt layer --------------------------------------------------------------------------------
 def _parse_manifest(src: BagSource, name: str, alg: str, report: BundleReport, *, tag: bool) -> dict[str, str] | None:
-    """path -> lowercase hex, or None (with a failure recorded) if the manifest is unusable."""
+    """path -> lowercase hex, or None (with a failure recorded) if the manifest is unusable.
+
+    docs/bundle-format.md §5 step 2: the manifest is streamed line by line (memory bounded by
+    one read buffer and the entries kept), and it may list at most as many entries as the bag
+    holds files of its kind plus 100 (so that some missing files can still be named): a
+    longer manifest is abandoned, whatever its size on disk.
+    """
     check = "bagit-tag-manifest" if tag else "bagit-manifest"
-    try:
-        data = src.read_small(name)
-    except (InputError, OSError) as exc:
-        report.fail(check, f"unreadable: {exc}", name)
+    size = src.sizes.get(name)
+    if size is None or size > src.limits.max_tag_file_bytes:
+        report.fail(check, f"unreadable: file is {size} bytes, over the {src.limits.max_tag_file_bytes}-byte limit "
+                    "for this kind of file", name)
         return None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        report.fail(check, "not UTF-8 (RFC 8493 §2.1.3)", name)
-        return None
+    files = sum(1 for p in src.sizes if p.startswith("data/") != tag)
+    max_entries = files + 100
     entries: dict[str, str] = {}
     bad = 0
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        if len(line.encode()) > src.limits.max_line_bytes:
-            report.fail(check, f"line {n} is longer than {src.limits.max_line_bytes} bytes", name)
-            bad += 1
-        elif not (m := _LINE.match(line)):
-            report.fail(check, f"line {n} is not '<checksum> <path>': {line[:80]!r}", name)
-            bad += 1
-        elif len(m.group(1)) != HASH_ALGORITHMS[alg]:
-            report.fail(check, f"line {n}: a {alg} digest has {HASH_ALGORITHMS[alg]} hex digits, found {len(m.group(1))}", name)
-            bad += 1
-        else:
-            # RFC 8493 §2.1.3: CR, LF and % in paths are percent-encoded.
-            p = m.group(2).replace("%0D", "\r").replace("%0d", "\r").replace("%0A", "\n").replace("%0a", "\n").replace("%25", "%")
-            try:
-                check_bag_path(p)
-            except UnsafePath as exc:
-                report.fail("bagit-path-safety", f"line {n} names an unsafe path {p[:80]!r}: {exc}", name)
-                bad += 1
-                continue
-            if tag == p.startswith("data/"):
-                report.fail(check, f"line {n}: {'a tag manifest lists payload' if tag else 'a payload manifest lists a file outside data/'} {p!r}", name)
-                bad += 1
-            elif p in entries:
-                report.fail(check, f"line {n}: {p!r} listed twice", name)
-                bad += 1
-            else:
-                entries[p] = m.group(1).lower()
-        if bad > 100:
-            report.fail(check, "too many malformed lines; manifest abandoned", name)
-            return None
+    try:
+        with src.open(name) as f:
+            for n, raw in enumerate(_manifest_lines(f, src.limits.max_line_bytes), 1):
+                if raw is None:
+                    report.fail(check, f"line {n} is longer than {src.limits.max_line_bytes} bytes", name)
+                    bad += 1
+                    if bad > 100:
+                        report.fail(check, "too many malformed lines; manifest abandoned", name)
+                        return None
+                    continue
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    report.fail(check, f"not UTF-8 (RFC 8493 §2.1.3), line {n}", name)
+                    return None
+                if not line.strip():
+                    continue
+                if not (m := _LINE.match(line)):
+                    report.fail(check, f"line {n} is not '<checksum> <path>': {line[:80]!r}", name)
+                    bad += 1
+                elif len(m.group(1)) != HASH_ALGORITHMS[alg]:
+                    report.fail(check, f"line {n}: a {alg} digest has {HASH_ALGORITHMS[alg]} hex digits, found {len(m.group(1))}", name)
+                    bad += 1
+                else:
+                    # RFC 8493 §2.1.3: CR, LF and % in paths are percent-encoded.
+                    p = m.group(2).replace("%0D", "\r").replace("%0d", "\r").replace("%0A", "\n").replace("%0a", "\n").replace("%25", "%")
+                    try:
+                        check_bag_path(p)
+                    except UnsafePath as exc:
+                        report.fail("bagit-path-safety", f"line {n} names an unsafe path {p[:80]!r}: {exc}", name)
+                        bad += 1
+                        continue
+                    if tag == p.startswith("data/"):
+                        report.fail(check, f"line {n}: {'a tag manifest lists payload' if tag else 'a payload manifest lists a file outside data/'} {p!r}", name)
+                        bad += 1
+                    elif p in entries:
+                        report.fail(check, f"line {n}: {p!r} listed twice", name)
+                        bad += 1
+                    elif len(entries) >= max_entries:
+                        report.fail(check, f"lists more than {max_entries} files while the bag holds {files} "
+                                    f"{'tag' if tag else 'payload'} files; manifest abandoned at line {n}", name)
+                        return None
+                    else:
+                        entries[p] = m.group(1).lower()
+                if bad > 100:
+                    report.fail(check, "too many malformed lines; manifest abandoned", name)
+                    return None
+    except Exception as exc:  # noqa: BLE001 - a damaged zip member or a vanished file is a finding
+        report.fail(check, f"unreadable: {exc}", name)
+        return None
     return entries
+
+
+_EOL = re.compile(rb"\r\n|\r|\n")
+
+
+def _manifest_lines(f: Any, max_line: int) -> Iterator[bytes | None]:
+    """Lines of ``f`` without their end (CRLF, LF or CR, RFC 8493 §2.1.3), read 1 MiB at a
+    time; ``None`` stands for a line longer than ``max_line`` bytes, which is skipped unread."""
+    rest = b""
+    skipping = False
+    while True:
+        chunk = f.read(READ_CHUNK)
+        data = rest + chunk if rest else chunk
+        if not chunk:
+            if rest and not skipping:
+                tail = rest[:-1] if rest.endswith(b"\r") else rest
+                yield tail if len(tail) <= max_line else None
+            return
+        pos = 0
+        for m in _EOL.finditer(data):
+            if m.end() == len(data) and data.endswith(b"\r"):
+                break  # a CR at the end of a read may be the first half of a CRLF
+            if skipping:
+                skipping = False
+            else:
+                yield data[pos:m.start()] if m.start() - pos <= max_line else None
+            pos = m.end()
+        rest = data[pos:]
+        if len(rest) > max_line + 1:
+            if not skipping:
+                yield None
+                skipping = True
+            rest = rest[-1:] if rest.endswith(b"\r") else b""
 
 
 def _hash_members(src: BagSource, paths: list[str], algs: list[str], jobs: int | None) -> dict[str, dict[str, str] | str]:

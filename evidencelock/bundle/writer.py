@@ -41,6 +41,7 @@ from .. import checkpoint as cp_mod
 from .. import merkle, schema, timestamp, transparency, treestore
 from ..entry import SignedEntry, canonicalize
 from ..errors import DigestMismatch, EvidenceLockError, InputError, StorageError, VerificationError
+from ..hashing import open_regular
 from ..keys import CustodianKey, PublicKey
 from ..store import _fsync_dir, _syncfs  # one syncfs(2) helper for the whole package
 from ..vault import Vault
@@ -119,7 +120,7 @@ def _copy_one(src: Path, dst: Path, expected_sha256: str, expected_size: int) ->
     size = 0
     buf = bytearray(CHUNK)
     view = memoryview(buf)
-    with open(src, "rb", buffering=0) as fin:
+    with os.fdopen(_open_object_file(src), "rb", buffering=0) as fin:
         fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             try:
@@ -141,6 +142,29 @@ def _copy_one(src: Path, dst: Path, expected_sha256: str, expected_size: int) ->
         raise DigestMismatch(str(src), "sha256", f"{expected_sha256} ({expected_size} bytes)", f"{found} ({size} bytes)",
                              hint="the stored object differs from the ledger; run `evidencelock verify`; nothing was exported")
     return found, h512.hexdigest(), size
+
+
+def _open_object_file(src: Path) -> int:
+    """An object opened without following a link or blocking on a FIFO (docs/vault-layout.md §3)."""
+    try:
+        return open_regular(src)
+    except OSError as exc:
+        raise VerificationError(f"the stored object cannot be exported: {exc.strerror}", subject=str(src),
+                                hint="the vault was altered outside evidencelock; run `evidencelock verify`; "
+                                     "nothing was exported") from None
+
+
+def _check_objects_openable(vault: Vault, sha_items: Sequence[str]) -> None:
+    """Before anything is signed or written: every object to export opens as a regular file
+    (a FIFO or link planted in objects/ is refused here, never waited on)."""
+    for sha in sha_items:
+        try:
+            os.close(vault.store.open_object(sha))
+        except OSError as exc:
+            raise VerificationError(f"item {sha[:16]}…: the stored object cannot be exported: {exc.strerror}",
+                                    subject=str(vault.store.path_for(sha)),
+                                    hint="the vault was altered outside evidencelock; run `evidencelock verify`; "
+                                         "nothing was exported or signed") from None
 
 
 def _resolve_items(vault: Vault, case: str, items: Sequence[str] | None) -> list[str]:
@@ -402,6 +426,7 @@ def export_bundle(
     scanned, signed_items = _scan_case(vault, case)
     _check_sources(vault, case, signed_items)
     sha_items = _resolve_items(vault, case, items)
+    _check_objects_openable(vault, sha_items)
     entries = {seq: s for seq, s in scanned.items() if is_relevant(s, case, set(sha_items))}
     keys = vault.enrolled_keys()
     if key.key_id not in keys:

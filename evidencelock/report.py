@@ -87,7 +87,8 @@ def _custody(ctx: Any, sha: str) -> list[dict[str, Any]]:
             continue
         src = e.body.get("source") if isinstance(e.body.get("source"), dict) else {}
         what = {
-            "ingest": f"Ingested from {src.get('path', '?')} on host {src.get('host', '?')}"
+            "ingest": f"Ingested from {src.get('path', '?')}"
+                      + (f" on host {src['host']}" if src.get("host") else "")
                       + (" (duplicate of an earlier ingest)" if "duplicate_of" in e.body else ""),
         }.get(e.type, e.type.replace("-", " ").capitalize())
         if e.body.get("note"):

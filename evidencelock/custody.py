@@ -31,7 +31,7 @@ def enroll_custodian(vault: Vault, signer: CustodianKey, *, name: str, passphras
         raise InputError("a custodian name is required")
     if any(pk.name == name for pk in vault.enrolled_keys().values()):
         raise InputError(f"a custodian named {name!r} is already enrolled; choose a distinct name")
-    # The passphrase is validated before anything is written (docs/vault-layout.md §2).
+    # The passphrase is validated before anything is written (docs/vault-layout.md §8).
     if not passphrase:
         raise CustodianKeyError("an empty passphrase is not allowed for a custodian key")
     if not allow_weak_passphrase:

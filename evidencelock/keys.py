@@ -2,7 +2,7 @@
 
 * Key id = lowercase hex SHA-256 of the 32-byte raw public key (docs/ledger-format.md §3).
 * Private keys are stored encrypted at rest in the evidencelock key format
-  (docs/vault-layout.md §2): scrypt (N=2^17, r=8, p=1, 128 MiB) derives an AES-256-GCM key
+  (docs/vault-layout.md §8): scrypt (N=2^17, r=8, p=1, 128 MiB) derives an AES-256-GCM key
   that seals the 32-byte Ed25519 seed.  Files of the old format (PKCS#8 with PBKDF2-SHA256
   at 2,048 iterations) are still read and are rewritten in the new format on unlock.
 * Public keys are exported as SubjectPublicKeyInfo PEM so that ``openssl pkeyutl`` can use
@@ -41,7 +41,7 @@ __all__ = [
 ED25519_PUBLIC_LEN = 32
 ED25519_SIGNATURE_LEN = 64
 
-# -- the key file format (docs/vault-layout.md §2) ---------------------------------------------
+# -- the key file format (docs/vault-layout.md §8) ---------------------------------------------
 KEY_MAGIC = b"ELOCKKEY"
 KEY_VERSION = 1
 KDF_SCRYPT = 1
@@ -50,7 +50,7 @@ SALT_LEN = 16
 NONCE_LEN = 12
 PEM_LABEL = b"EVIDENCELOCK ENCRYPTED PRIVATE KEY"
 LEGACY_PEM_LABEL = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
-# Refused when reading (a hostile file must not make us allocate gigabytes): vault-layout.md §2.
+# Refused when reading (a hostile file must not make us allocate gigabytes): vault-layout.md §8.
 MAX_LOG2_N, MAX_R, MAX_P = 22, 32, 16
 MAX_KDF_MEMORY = 1 << 30  # 128 * r * N * p
 
@@ -99,7 +99,7 @@ _BLOCKLIST = frozenset({
 def check_passphrase_strength(passphrase: str) -> None:
     """Return None if ``passphrase`` may protect a custodian key; raise InputError otherwise.
 
-    Rule (docs/vault-layout.md §2): at least 12 characters, at least 5 distinct characters,
+    Rule (docs/vault-layout.md §8): at least 12 characters, at least 5 distinct characters,
     and not (ignoring case, spaces and punctuation) one of a short list of common choices.
     """
     hint = "choose a longer passphrase (e.g. five random words), or pass --allow-weak-passphrase"
@@ -280,7 +280,7 @@ class CustodianKey:
         return self._private.sign(message)
 
     def to_encrypted_pem(self, passphrase: str, params: KdfParams | None = None) -> bytes:
-        """The key file bytes: docs/vault-layout.md §2 (scrypt + AES-256-GCM, PEM armour)."""
+        """The key file bytes: docs/vault-layout.md §8 (scrypt + AES-256-GCM, PEM armour)."""
         if not passphrase:
             raise CustodianKeyError("an empty passphrase is not allowed for a custodian key")
         seed = self._private.private_bytes(

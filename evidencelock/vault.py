@@ -102,7 +102,7 @@ class Vault:
             raise InputError("a custodian name is required (--custodian NAME)")
         if origin is not None:
             _check_origin(origin)
-        # Validate the passphrase before anything touches the disk (docs/vault-layout.md §2).
+        # Validate the passphrase before anything touches the disk (docs/vault-layout.md §8).
         if not passphrase:
             raise CustodianKeyError("an empty passphrase is not allowed for a custodian key")
         if not allow_weak_passphrase:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from .._text import json_safe, printable
 from ..errors import CustodianKeyError, EvidenceLockError, exit_code_for
 from ..vault import DEFAULT_VAULT, Vault
 
@@ -32,12 +33,28 @@ __all__ = [
     "utc_now",
     "emit_json",
     "handle_errors",
+    "escape",
+    "SafeConsole",
 ]
 
 EXIT_CODES_HELP = "Exit codes: 0 all good; 1 verification found a problem; 2 bad usage, bad input or environment failure."
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class SafeConsole(Console):
+    """A rich Console that never writes a raw control, bidi or invisible format character
+    (issue 9 item 17): every string it renders, markup included, passes through
+    :func:`evidencelock._text.printable` first (``\n`` and ``\t`` kept for layout).
+    Values must still go through :func:`escape` so that ``[bold]`` in a name stays text
+    and a newline in a name cannot fake a line of output."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        return super().render_str(printable(text, keep_layout=True), **kwargs)
+
+
+# emoji=False: a file named ":warning:" is shown as typed, not as an emoji.
+out = SafeConsole(highlight=False, soft_wrap=True, emoji=False)
+err = SafeConsole(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,7 +95,8 @@ def get_passphrase(*, confirm: bool = False) -> str:
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
+    # Exact JSON; DEL, C1 and bidi characters (left raw by json.dumps) written as \uNNNN.
+    click.echo(json_safe(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)))
 
 
 def handle_errors(f: F) -> F:
@@ -108,10 +126,15 @@ def handle_errors(f: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _escape(text: str) -> str:
-    from rich.markup import escape
+def escape(text: str) -> str:
+    """A value (name, path, note, message) for rich output: controls, bidi and format
+    characters shown as escapes (newlines too), rich markup made literal."""
+    from rich.markup import escape as markup_escape
 
-    return escape(text)
+    return markup_escape(printable(str(text)))
+
+
+_escape = escape
 
 
 def human_size(n: int) -> str:

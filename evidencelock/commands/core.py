@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
+from ._common import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
@@ -165,7 +165,7 @@ def log(ctx: click.Context, case: str | None, type_: str | None, limit: int | No
         return
     table = Table("seq", "time (UTC)", "type", "case", "custodian", "what")
     for e in rows:
-        table.add_row(str(e.seq), e.time[:19].replace("T", " "), e.type, escape(e.case),
+        table.add_row(str(e.seq), escape(e.time[:19].replace("T", " ")), escape(e.type), escape(e.case),
                       escape(names.get(e.actor, e.actor[:12])), escape(_describe(e.body, e.type)))
     out.print(table)
 

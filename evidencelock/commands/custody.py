@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import click
-from rich.markup import escape
+from ._common import escape
 from rich.table import Table
 from sqlalchemy import select
 

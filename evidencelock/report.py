@@ -15,6 +15,8 @@ import io
 import json
 from typing import Any
 
+from ._text import printable
+
 __all__ = ["report_html", "report_pdf", "certification_md", "proves", "does_not_prove"]
 
 
@@ -271,6 +273,7 @@ def report_pdf(ctx: Any) -> bytes:
     label_w = 38.0
 
     def t(s: str) -> str:
+        s = printable(s, keep_layout=True)  # controls and bidi overrides shown, never drawn (item 17)
         return s if unicode_ok else s.translate(latin).encode("latin-1", "replace").decode("latin-1")
 
     def para(s: str, size: float = 9, style: str = "", font: str | None = None, indent: float = 0) -> None:

@@ -209,6 +209,8 @@ def test_control_characters_in_names_are_escaped_in_every_human_output(tmp_path:
     runs["checkpoint"] = run_cli("checkpoint", vault=vp)
     runs["export"] = run_cli("export", "--case", case, "-o", tmp_path / "bundle", "--no-report", vault=vp)
     runs["verify-bundle"] = run_cli("verify-bundle", tmp_path / "bundle")
+    runs["export with report"] = run_cli("export", "--case", case, "-o", tmp_path / "bundle2", vault=vp)
+    runs["verify-bundle with report"] = run_cli("verify-bundle", tmp_path / "bundle2")
     # Errors too: a name that is not there, echoed back.
     runs["show error"] = run_cli("show", f"nope{EVIL}", vault=vp)
     runs["transfer error"] = run_cli("transfer", "--case", case, "--to", f"nobody{EVIL}", vault=vp)
@@ -231,6 +233,16 @@ def test_control_characters_in_names_are_escaped_in_every_human_output(tmp_path:
         assert "\\x1b" in runs[what].stdout, what
     assert "[bold red]X[/]" in runs["init"].stdout  # rich markup stays literal text
     assert "\\x1b" in runs["show error"].stderr
+    # The bundle's human files (read with `cat`, rendered in a browser) show names the same way;
+    # the signed entries keep the exact bytes.
+    assert runs["export with report"].code == 0 and runs["verify-bundle with report"].code == 0
+    for name in ("VERIFY.md", "certification.md", "report.html"):
+        text = (tmp_path / "bundle2" / name).read_text("utf-8")
+        assert not RAW.findall(text), name
+    assert "Eve\\x1b]0;owned" in (tmp_path / "bundle2" / "certification.md").read_text("utf-8")
+    entries_jsonl = (tmp_path / "bundle2" / "evidence" / "entries.jsonl").read_text("utf-8")
+    signed = [json.loads(base64.b64decode(json.loads(line)["canonical"])) for line in entries_jsonl.splitlines()]
+    assert any(e["body"].get("name") == custodian for e in signed)
     # JSON stays exact JSON carrying the exact name, with no raw terminal bytes.
     r = run_cli("log", "--json", vault=vp)
     assert not RAW.findall(r.stdout)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -51,6 +52,17 @@ class SafeConsole(Console):
     def render_str(self, text: str, **kwargs: Any) -> Any:  # type: ignore[override]
         return super().render_str(printable(text, keep_layout=True), **kwargs)
 
+
+class _SafeLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Libraries' own warnings (e.g. fpdf2 naming a glyph it cannot draw) may quote our
+    names: they reach stderr escaped like everything else."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), keep_layout=True)
+
+
+logging.lastResort = _SafeLogHandler(sys.stderr)
+logging.lastResort.setLevel(logging.WARNING)
 
 # emoji=False: a file named ":warning:" is shown as typed, not as an emoji.
 out = SafeConsole(highlight=False, soft_wrap=True, emoji=False)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import zipfile
 import zlib
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -271,7 +272,7 @@ _HOST_SHIM = ("import socket, runpy, sys; socket.gethostname = lambda: %r; sys.a
 
 def _cli_on_host(*args, home: Path, vault: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "EVIDENCELOCK_PASSPHRASE": PASSPHRASE, "HOME": str(home), "USER": USER,
-           "LOGNAME": USER, "COLUMNS": "200"}
+           "LOGNAME": USER, "COLUMNS": "200", "TZ": "Asia/Kathmandu"}  # UTC+05:45: a telling zone
     return subprocess.run([sys.executable, "-c", _HOST_SHIM, "--vault", str(vault), *map(str, args)],
                           capture_output=True, text=True, env=env, cwd=home, timeout=600)
 
@@ -337,6 +338,11 @@ def test_bundle_and_checkpoint_do_not_reveal_host_or_home_path_by_default(tmp_pa
     assert {s["root"] for s in sources} == {"sdcard"} and all("host" not in s for s in sources)
     assert checkpoint.startswith("evidencelock/") and len(checkpoint.splitlines()[0]) == len("evidencelock/") + 32
     assert b"DCIM/clip.txt" in bundle_bytes  # the search does see what the bundle says
+    # ZIP member times are zone-less: written as UTC, they do not give away the exporter's zone.
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    with zipfile.ZipFile(tmp_path / "bundle.zip") as z:
+        for info in z.infolist():
+            assert abs(datetime(*info.date_time) - now) < timedelta(minutes=30), (info.filename, info.date_time)
 
 
 def test_host_and_absolute_path_are_recorded_only_when_asked(tmp_path: Path) -> None:

@@ -111,6 +111,12 @@ def emit_json(data: Any) -> None:
     click.echo(json_safe(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)))
 
 
+def echo_exact(text: str) -> None:
+    """A machine format (a signed note, a cosignature line) on stdout: byte-exact when piped to
+    a file or another program; on a terminal, unsafe characters shown as escapes (item 17)."""
+    click.echo(printable(text, keep_layout=True) if sys.stdout.isatty() else text, nl=False)
+
+
 def handle_errors(f: F) -> F:
     """Map library errors to a named message on stderr and the DESIGN.md exit code."""
 

@@ -10,6 +10,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from .. import custody, schema
+from .._text import printable
 from . import _common as c
 from ._common import EXIT_CODES_HELP, emit_json, handle_errors, json_option, out
 
@@ -54,7 +55,7 @@ def keys_add(ctx: click.Context, name: str, custodian: str | None, allow_weak_pa
     with c.open_vault(ctx, writable=True) as vault:
         signer = vault.unlock(c.get_passphrase(), custodian)
         new_pass = os.environ.get("EVIDENCELOCK_NEW_PASSPHRASE") or click.prompt(
-            f"Passphrase for {name}'s new key", hide_input=True, confirmation_prompt=True, err=True)
+            f"Passphrase for {printable(name)}'s new key", hide_input=True, confirmation_prompt=True, err=True)
         key = custody.enroll_custodian(vault, signer, name=name, passphrase=new_pass, now=c.utc_now(),
                                        allow_weak_passphrase=allow_weak_passphrase)
     if as_json:

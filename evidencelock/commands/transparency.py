@@ -202,7 +202,7 @@ def checkpoints(ctx: click.Context, show_id: int | None, as_json: bool) -> None:
         emit_json([r.to_json() for r in rows])
         return
     if show_id is not None:
-        click.echo(rows[0].note_with_cosignatures(), nl=False)
+        c.echo_exact(rows[0].note_with_cosignatures())
         return
     table = Table("id", "created (UTC)", "tree size", "root hash", "timestamps", "cosignatures")
     for r in rows:
@@ -252,7 +252,7 @@ def witness(state_dir: str, vault_key: str, witness_key: str, name: str | None, 
         emit_json({"ok": True, "witness": wname, "origin": result.checkpoint.origin, "tree_size": result.checkpoint.tree_size,
                    "previous_size": result.previous_size, "cosignature": result.line})
         return
-    click.echo(result.line, nl=False)
+    c.echo_exact(result.line)
     if result.previous_size is None:
         err.print(f"[yellow]first checkpoint seen from {escape(result.checkpoint.origin)}[/]: trusted on first use")
 

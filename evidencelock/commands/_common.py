@@ -64,6 +64,35 @@ class _SafeLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
 logging.lastResort = _SafeLogHandler(sys.stderr)
 logging.lastResort.setLevel(logging.WARNING)
 
+
+def _safe_showwarning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+                      line: str | None = None) -> None:
+    """Python warnings from libraries (e.g. Pillow quoting a file) are escaped too."""
+    import warnings
+
+    try:
+        (file or sys.stderr).write(printable(warnings.formatwarning(message, category, filename, lineno, line),
+                                             keep_layout=True))
+    except OSError:
+        pass
+
+
+def _safe_excepthook(exc_type: Any, exc: Any, tb: Any) -> None:
+    """A bug's traceback may quote a name: escaped like every other line we print."""
+    import traceback
+
+    sys.stderr.write(printable("".join(traceback.format_exception(exc_type, exc, tb)), keep_layout=True))
+
+
+def _install_safe_hooks() -> None:
+    import warnings
+
+    warnings.showwarning = _safe_showwarning
+    sys.excepthook = _safe_excepthook
+
+
+_install_safe_hooks()
+
 # emoji=False: a file named ":warning:" is shown as typed, not as an emoji.
 out = SafeConsole(highlight=False, soft_wrap=True, emoji=False)
 err = SafeConsole(stderr=True, highlight=False, soft_wrap=True, emoji=False)

@@ -251,6 +251,29 @@ def test_control_characters_in_names_are_escaped_in_every_human_output(tmp_path:
     assert entries[0]["body"]["name"] == custodian and entries[1]["case"] == case
 
 
+def test_newline_in_a_file_name_cannot_fake_a_verdict_line(tmp_path: Path) -> None:
+    """A file named "clip\\nVERIFIED: all good.txt": when `verify` names it in a finding about
+    a tampered object, the name must not start a line of its own that reads as a verdict."""
+    vp = tmp_path / "v"
+    card = tmp_path / "card"
+    card.mkdir()
+    (card / "clip\nVERIFIED: all good.txt").write_bytes(b"abc")
+    assert run_cli("init", "--custodian", "T", vault=vp).code == 0
+    r = run_cli("ingest", card, "--case", "c", "--no-media", vault=vp)
+    assert r.code == 0, r.stderr
+    good = run_cli("verify", vault=vp)
+    assert good.code == 0
+    (obj,) = [p for p in (vp / "objects").rglob("*") if p.is_file()]
+    obj.chmod(0o644)
+    obj.write_bytes(b"abd")
+    bad = run_cli("verify", vault=vp)
+    assert bad.code == 1
+    assert "clip\\x0aVERIFIED: all good.txt" in bad.stdout  # named, visibly
+    lines = (bad.stdout + bad.stderr).splitlines()
+    assert not [line for line in lines if line.lstrip().startswith("VERIFIED")], lines
+    _clean(bad, "verify")
+
+
 def test_untampered_output_is_unchanged_by_the_escaping(tmp_path: Path) -> None:
     vp = tmp_path / "v"
     (tmp_path / "café ünïcode 中文.txt").write_text("x")

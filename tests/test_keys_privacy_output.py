@@ -152,6 +152,54 @@ def test_old_pkcs8_pbkdf2_key_migrates_on_unlock_and_still_signs(tmp_path: Path)
     assert run_cli("verify", vault=vp).code == 0
 
 
+def test_key_file_demanding_gigabytes_is_refused_before_deriving(tmp_path: Path) -> None:
+    """A hostile key file asks for scrypt N=2^22, r=32 (16 GiB): refused, named, at once."""
+    vp = tmp_path / "v"
+    assert run_cli("init", "--custodian", "A", vault=vp).code == 0
+    kf = _key_file(vp)
+    blob = bytearray(_blob(kf))
+    blob[10], blob[11] = 22, 32
+    kf.write_bytes(b"-----BEGIN EVIDENCELOCK ENCRYPTED PRIVATE KEY-----\n" + base64.b64encode(bytes(blob))
+                   + b"\n-----END EVIDENCELOCK ENCRYPTED PRIVATE KEY-----\n")
+    (tmp_path / "f.txt").write_text("evidence")
+    r = run_cli("ingest", tmp_path / "f.txt", "--case", "c", vault=vp, timeout=60)
+    assert r.code == 2 and "out of range" in r.stderr and kf.name in r.stderr
+
+
+def test_failed_migration_keeps_the_old_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rename of the re-sealed file fails (read-only media, full disk): the old file is
+    intact, no temporary file is left, the key still unlocks, migration is retried later."""
+    from evidencelock.keys import CustodianKey
+
+    key = CustodianKey.generate("A")
+    kf = tmp_path / f"{key.key_id}.key.pem"
+    legacy = key._private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.BestAvailableEncryption(PASSPHRASE.encode()))
+    kf.write_bytes(legacy)
+
+    def failing_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    loaded = CustodianKey.load(kf, PASSPHRASE)
+    assert loaded.key_id == key.key_id and loaded.migrated is None
+    assert kf.read_bytes() == legacy and sorted(p.name for p in tmp_path.iterdir()) == [kf.name]
+    monkeypatch.undo()
+    loaded = CustodianKey.load(kf, PASSPHRASE)
+    assert loaded.key_id == key.key_id and loaded.migrated == "PKCS#8 (PBKDF2)"
+    assert kf.read_bytes().startswith(b"-----BEGIN EVIDENCELOCK ENCRYPTED PRIVATE KEY-----")
+
+
+def test_key_sealed_at_a_lower_cost_is_resealed_at_the_default(tmp_path: Path) -> None:
+    vp = tmp_path / "v"
+    assert run_cli("init", "--custodian", "A", vault=vp).code == 0  # the suite's cheap test cost
+    kf = _key_file(vp)
+    assert _decrypt_as_a_stranger(_blob(kf), PASSPHRASE)[0]["log2_n"] == 10
+    (tmp_path / "f.txt").write_text("evidence")
+    assert run_cli("ingest", tmp_path / "f.txt", "--case", "c", vault=vp, env=PROD_ENV).code == 0
+    assert _decrypt_as_a_stranger(_blob(kf), PASSPHRASE)[0]["log2_n"] == 17
+
+
 @pytest.mark.parametrize("weak", ["hunter2", "password1234", "aaaaaaaaaaaaaaaa", "Qwerty 123456"])
 def test_weak_passphrase_is_refused_at_init_unless_overridden(tmp_path: Path, weak: str) -> None:
     vp = tmp_path / "v"

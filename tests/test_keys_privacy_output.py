@@ -88,6 +88,29 @@ def test_key_file_uses_the_documented_scrypt_cost_and_decrypts_from_the_docs(tmp
     assert run_cli("verify", vault=vp).code == 0
 
 
+def test_documented_key_file_vector_decrypts(tmp_path: Path) -> None:
+    """docs/vault-layout.md §8's test vector: the code and a from-the-docs reader agree on it."""
+    from evidencelock.errors import CustodianKeyError
+    from evidencelock.keys import CustodianKey
+
+    docs = (Path(__file__).parent.parent / "docs" / "vault-layout.md").read_text()
+    section = docs[docs.index("**Test vector**"):]
+    armoured = re.search(r"```text\n(-----BEGIN EVIDENCELOCK.*?-----END EVIDENCELOCK ENCRYPTED PRIVATE KEY-----\n)```",
+                         section, re.S).group(1)
+    key_id = re.search(r"key id of the decrypted key: `([0-9a-f]{64})`", section).group(1)
+    aes_key = re.search(r"scrypt output \(the AES-256-GCM key\): `([0-9a-f]{64})`", section).group(1)
+    blob_hex = re.search(r"blob \(hex\): `([0-9a-f]+)`", section).group(1)
+    kf = tmp_path / f"{key_id}.key.pem"
+    kf.write_text(armoured)
+    assert _blob(kf).hex() == blob_hex
+    params, seed = _decrypt_as_a_stranger(_blob(kf), PASSPHRASE)
+    assert seed == bytes(range(32)) and _key_id(seed) == key_id and params["log2_n"] == 10
+    assert hashlib.scrypt(PASSPHRASE.encode(), salt=bytes(range(16)), n=1024, r=8, p=1, dklen=32).hex() == aes_key
+    assert CustodianKey.load(kf, PASSPHRASE, migrate=False).key_id == key_id
+    with pytest.raises(CustodianKeyError, match="wrong passphrase"):
+        CustodianKey.load(kf, PASSPHRASE + " ", migrate=False)
+
+
 def test_wrong_passphrase_is_refused_and_names_the_key_file(tmp_path: Path) -> None:
     vp = tmp_path / "v"
     assert run_cli("init", "--custodian", "A", vault=vp).code == 0

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from . import schema
 from .entry import SignedEntry, format_time
 from .errors import CustodianKeyError, InputError
-from .keys import CustodianKey
+from .keys import CustodianKey, check_passphrase_strength
 from .ledger import Draft
 from .show import find_item
 from .vault import Vault
@@ -23,15 +23,20 @@ from .vault import Vault
 __all__ = ["enroll_custodian", "revoke_custodian", "transfer_items", "case_items"]
 
 
-def enroll_custodian(vault: Vault, signer: CustodianKey, *, name: str, passphrase: str, now: datetime) -> CustodianKey:
+def enroll_custodian(vault: Vault, signer: CustodianKey, *, name: str, passphrase: str, now: datetime,
+                     allow_weak_passphrase: bool = False) -> CustodianKey:
     """Create a key for a new custodian, save it encrypted, and enrol it (signed by ``signer``)."""
     name = name.strip()
     if not name:
         raise InputError("a custodian name is required")
     if any(pk.name == name for pk in vault.enrolled_keys().values()):
         raise InputError(f"a custodian named {name!r} is already enrolled; choose a distinct name")
+    # The passphrase is validated before anything is written (docs/vault-layout.md §8).
+    if not passphrase:
+        raise CustodianKeyError("an empty passphrase is not allowed for a custodian key")
+    if not allow_weak_passphrase:
+        check_passphrase_strength(passphrase)
     key = CustodianKey.generate(name)
-    key.to_encrypted_pem(passphrase)  # validates the passphrase before anything is written
     key.save(vault.key_path(key.key_id), passphrase)
     (vault.root / "keys" / f"{key.key_id}.pub.pem").write_bytes(key.public.to_pem())
     vault.append(signer, now=now, type="key-enroll", case="",

@@ -23,6 +23,7 @@ import base64
 import errno
 import fcntl
 import hashlib
+import hmac
 import os
 import socket
 import stat
@@ -64,6 +65,7 @@ class Candidate:
     base_id: tuple[int, int] | None = None
     dirs: tuple[tuple[bytes, int, int], ...] = ()
     ident: tuple[int, int] | None = None
+    single: bool = False  # named by the user as a file (its folder was not named: not recorded)
 
 
 @dataclass
@@ -129,22 +131,48 @@ def display_path(raw: bytes) -> str:
     return raw.decode("utf-8", errors="backslashreplace")
 
 
-def _source_record(cand: Candidate, mtime_ns: int, host: str) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "host": host,
-        "root": display_path(cand.root),
-        "path": display_path(cand.rel),
-        "mtime": format_time(datetime.fromtimestamp(mtime_ns / 1e9, timezone.utc)),
-    }
+@dataclass(frozen=True)
+class SourcePolicy:
+    """What an ingest entry says about where a file came from (docs/ledger-format.md §4.1).
+
+    By default nothing that names the custodian's machine or account: no host name, and the
+    folder named on the command line by its last component only.  ``record_host`` and
+    ``record_absolute_path`` opt in to the host name and the absolute folder path.
+    ``key_secret`` (the vault's source-key secret) makes ``source.key`` an HMAC, so that the
+    key cannot be used to confirm a guessed host name or path; ``None`` (a vault created
+    before the secret existed) keeps the old unkeyed SHA-256 so that reruns still match.
+    """
+
+    host: str
+    key_secret: bytes | None = None
+    record_host: bool = False
+    record_absolute_path: bool = False
+
+
+def _source_record(cand: Candidate, mtime_ns: int, policy: SourcePolicy) -> dict[str, Any]:
+    if policy.record_absolute_path:
+        root = cand.root
+    else:
+        root = b"" if cand.single else os.path.basename(cand.root.rstrip(b"/"))
+    record: dict[str, Any] = {}
+    if policy.record_host:
+        record["host"] = policy.host
+    record["root"] = display_path(root)
+    record["path"] = display_path(cand.rel)
+    record["mtime"] = format_time(datetime.fromtimestamp(mtime_ns / 1e9, timezone.utc))
     try:
-        (cand.root + b"/" + cand.rel).decode("utf-8")  # the names recorded, not a link target
+        (root + b"/" + cand.rel).decode("utf-8")  # the names recorded, not a link target
     except UnicodeDecodeError:
         # docs/ledger-format.md §4.1: names that are not UTF-8 are kept exactly, in base64.
-        record["root_b64"] = base64.b64encode(cand.root).decode()
+        record["root_b64"] = base64.b64encode(root).decode()
         record["path_b64"] = base64.b64encode(cand.rel).decode()
-    # The identity that makes a rerun idempotent: host + absolute path bytes.
-    # A followed symlink is a source of its own (its absolute path), not its target's.
-    record["key"] = hashlib.sha256(host.encode() + b"\x00" + (cand.link or cand.path)).hexdigest()
+    # The identity that makes a rerun idempotent: host + absolute path bytes, whatever is
+    # recorded.  A followed symlink is a source of its own (its absolute path), not its target's.
+    identity = policy.host.encode() + b"\x00" + (cand.link or cand.path)
+    if policy.key_secret is None:
+        record["key"] = hashlib.sha256(identity).hexdigest()
+    else:
+        record["key"] = hmac.new(policy.key_secret, identity, hashlib.sha256).hexdigest()
     return record
 
 
@@ -181,7 +209,7 @@ def walk(paths: Sequence[str | os.PathLike[str] | bytes], *, follow_symlinks: bo
             if root not in seen:
                 seen.add(root)
                 candidates.append(Candidate(root, os.path.dirname(root), os.path.basename(root),
-                                            ident=(st.st_dev, st.st_ino)))
+                                            ident=(st.st_dev, st.st_ino), single=True))
             continue
         real_root = os.path.realpath(root)
         for cand, skip in _walk_dir(root, real_root, follow_symlinks, (st.st_dev, st.st_ino)):
@@ -453,6 +481,8 @@ def ingest(
     follow_symlinks: bool = False,
     extract_media: bool = True,
     progress: ProgressFn | None = None,
+    record_host: bool = False,
+    record_absolute_path: bool = False,
 ) -> IngestReport:
     """Preserve ``paths`` into ``vault`` under ``case``; see the module docstring."""
     if not vault.writable:
@@ -465,7 +495,8 @@ def ingest(
     started = time.monotonic()
     candidates, skipped = walk(paths, follow_symlinks=follow_symlinks)
     report = IngestReport(case=case, outcomes=list(skipped))
-    host = socket.gethostname()
+    source_policy = SourcePolicy(host=socket.gethostname(), key_secret=vault.source_key_secret(),
+                                 record_host=record_host, record_absolute_path=record_absolute_path)
     extract = (_default_extract if extract_media else None)
     if progress:
         total = 0
@@ -496,7 +527,8 @@ def ingest(
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 batch = [(fut, pending.pop(fut)) for fut in done]
                 refill()  # keep the readers busy while this batch is recorded
-                outcomes = _finish_batch(vault, batch, key=key, case=case, note=note, now=now, host=host)
+                outcomes = _finish_batch(vault, batch, key=key, case=case, note=note, now=now,
+                                         source_policy=source_policy)
                 report.outcomes.extend(outcomes)
                 _test_kill_point("between-files")
                 if progress:
@@ -528,7 +560,7 @@ def _note_near_duplicates(vault: Vault, report: IngestReport) -> None:
 
 
 def _finish_batch(vault: Vault, batch: list[tuple[Future[_Read], Candidate]], *, key: CustodianKey, case: str,
-                  note: str | None, now: Callable[[], datetime], host: str) -> list[FileOutcome]:
+                  note: str | None, now: Callable[[], datetime], source_policy: SourcePolicy) -> list[FileOutcome]:
     """Steps 5-6 for the files read so far: one ledger transaction (group commit), then the
     objects moved into place with one file-system sync."""
     outcomes: list[FileOutcome | None] = []
@@ -547,7 +579,7 @@ def _finish_batch(vault: Vault, batch: list[tuple[Future[_Read], Candidate]], *,
             outcomes.append(FileOutcome(display_path(cand.link or cand.path), "rejected", str(exc)))
             continue
         media_json = read.media.to_dict() if read.media is not None else None
-        reads.append((len(outcomes), read, _source_record(cand, read.mtime_ns, host), media_json))
+        reads.append((len(outcomes), read, _source_record(cand, read.mtime_ns, source_policy), media_json))
         outcomes.append(None)
     if not reads:
         return [o for o in outcomes if o is not None]

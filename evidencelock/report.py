@@ -15,6 +15,8 @@ import io
 import json
 from typing import Any
 
+from ._text import printable
+
 __all__ = ["report_html", "report_pdf", "certification_md", "proves", "does_not_prove"]
 
 
@@ -89,7 +91,8 @@ def _custody(ctx: Any, sha: str) -> list[dict[str, Any]]:
             continue
         src = e.body.get("source") if isinstance(e.body.get("source"), dict) else {}
         what = {
-            "ingest": f"Ingested from {src.get('path', '?')} on host {src.get('host', '?')}"
+            "ingest": f"Ingested from {src.get('path', '?')}"
+                      + (f" on host {src['host']}" if src.get("host") else "")
                       + (" (duplicate of an earlier ingest)" if "duplicate_of" in e.body else ""),
         }.get(e.type, e.type.replace("-", " ").capitalize())
         if e.body.get("note"):
@@ -272,6 +275,7 @@ def report_pdf(ctx: Any) -> bytes:
     label_w = 38.0
 
     def t(s: str) -> str:
+        s = printable(s, keep_layout=True)  # controls and bidi overrides shown, never drawn (item 17)
         return s if unicode_ok else s.translate(latin).encode("latin-1", "replace").decode("latin-1")
 
     def para(s: str, size: float = 9, style: str = "", font: str | None = None, indent: float = 0) -> None:

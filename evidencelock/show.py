@@ -62,9 +62,19 @@ def item_details(vault: Vault, query: str) -> dict[str, Any]:
     }
 
 
+def _escape(text: str) -> str:
+    """A value for rich output: controls/bidi shown as escapes (evidencelock._text), markup literal."""
+    from rich.markup import escape as markup_escape
+
+    from ._text import printable
+
+    return markup_escape(printable(str(text)))
+
+
 def render_item(console: Any, d: dict[str, Any]) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    escape = _escape
 
     console.print(f"[bold]Item[/] sha256:{d['item']}")
     for alg, value in d["digests"].items():
@@ -73,7 +83,7 @@ def render_item(console: Any, d: dict[str, Any]) -> None:
     console.print(f"  object   {d['object']}" + ("" if d["object_present"] else "  [red](MISSING)[/]"))
     media = d.get("media") or {}
     if media:
-        console.print(f"[bold]Media[/] ({media.get('kind', '?')}, extractor {escape(str(media.get('extractor', '')))})")
+        console.print(f"[bold]Media[/] ({escape(str(media.get('kind', '?')))}, extractor {escape(str(media.get('extractor', '')))})")
         _render_tree(console, media.get("summary", {}), indent="  ")
         for flag in media.get("flags", []):
             console.print(f"  [yellow]flag[/] {escape(str(flag))}")
@@ -86,7 +96,7 @@ def render_item(console: Any, d: dict[str, Any]) -> None:
                 text = v if isinstance(v, str) else (f"{len(v)} values" if isinstance(v, list) else json.dumps(v)[:80])
                 if k == "frames" and isinstance(v, list) and v and isinstance(v[-1], dict):
                     text = f"{len(v)} frame hashes, 0-{v[-1].get('ms', 0) / 1000:g} s"
-                console.print(f"  {k}: {escape(str(text))}")
+                console.print(f"  {escape(str(k))}: {escape(str(text))}")
     table = Table("seq", "time (UTC)", "type", "case", "custodian", "source / detail", title="Custody (run `verify` to check signatures)")
     for c in d["custody"]:
         body = c["body"]
@@ -96,13 +106,13 @@ def render_item(console: Any, d: dict[str, Any]) -> None:
             detail += f" (same bytes as entry {body['duplicate_of']})"
         if body.get("note"):
             detail += f" — {body['note']}"
-        table.add_row(str(c["seq"]), c["time"][:19].replace("T", " "), c["type"], escape(c["case"]),
+        table.add_row(str(c["seq"]), escape(c["time"][:19].replace("T", " ")), escape(c["type"]), escape(c["case"]),
                       escape(c["custodian"] or c["actor"][:12]), escape(detail))
     console.print(table)
 
 
 def _render_tree(console: Any, value: Any, indent: str) -> None:
-    from rich.markup import escape
+    escape = _escape
 
     if isinstance(value, dict):
         for k, v in value.items():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +21,7 @@ from sqlalchemy import Connection, select
 from . import schema
 from .entry import Entry, SignedEntry, format_time
 from .errors import CustodianKeyError, InputError, StorageError
-from .keys import CustodianKey, PublicKey
+from .keys import CustodianKey, PublicKey, check_passphrase_strength
 from .ledger import Ledger, Tail
 from .store import ObjectStore
 
@@ -40,9 +39,11 @@ class VaultConfig:
     ledger_url: str  # "sqlite" (the file in the vault) or an SQLAlchemy URL
     created: str
     default_custodian: str  # key id
+    # hex; keys source.key (docs/ledger-format.md §4.1); None in vaults made before it existed
+    source_key_secret: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        obj = {
             "format": VAULT_FORMAT,
             "version": VAULT_VERSION,
             "origin": self.origin,
@@ -50,6 +51,9 @@ class VaultConfig:
             "created": self.created,
             "default_custodian": self.default_custodian,
         }
+        if self.source_key_secret is not None:
+            obj["source_key_secret"] = self.source_key_secret
+        return obj
 
     @classmethod
     def from_json(cls, obj: Any, where: str) -> "VaultConfig":
@@ -58,7 +62,11 @@ class VaultConfig:
         if obj.get("version") != VAULT_VERSION:
             raise InputError(f"unsupported vault version {obj.get('version')!r}", subject=where)
         try:
-            return cls(obj["origin"], obj["ledger"], obj["created"], obj["default_custodian"])
+            secret = obj.get("source_key_secret")
+            if secret is not None and not (isinstance(secret, str) and len(secret) == 64
+                                           and all(ch in "0123456789abcdef" for ch in secret)):
+                raise InputError("source_key_secret must be 64 lowercase hex digits", subject=where)
+            return cls(obj["origin"], obj["ledger"], obj["created"], obj["default_custodian"], secret)
         except KeyError as exc:
             raise InputError(f"vault configuration lacks {exc.args[0]!r}", subject=where) from None
 
@@ -83,6 +91,7 @@ class Vault:
         now: datetime,
         ledger_url: str | None = None,
         origin: str | None = None,
+        allow_weak_passphrase: bool = False,
     ) -> "Vault":
         root = Path(root)
         if (root / CONFIG_NAME).exists():
@@ -91,9 +100,14 @@ class Vault:
             raise InputError("folder is not empty; choose a new folder for the vault", subject=str(root))
         if not custodian.strip():
             raise InputError("a custodian name is required (--custodian NAME)")
+        if origin is not None:
+            _check_origin(origin)
+        # Validate the passphrase before anything touches the disk (docs/vault-layout.md §8).
+        if not passphrase:
+            raise CustodianKeyError("an empty passphrase is not allowed for a custodian key")
+        if not allow_weak_passphrase:
+            check_passphrase_strength(passphrase)
         key = CustodianKey.generate(custodian)
-        # Validate the passphrase before anything touches the disk.
-        key.to_encrypted_pem(passphrase)
         root.mkdir(parents=True, exist_ok=True)
         (root / "keys").mkdir(mode=0o700, exist_ok=True)
         store = ObjectStore(root)
@@ -101,10 +115,12 @@ class Vault:
         key.save(root / "keys" / f"{key.key_id}.key.pem", passphrase)
         (root / "keys" / f"{key.key_id}.pub.pem").write_bytes(key.public.to_pem())
         config = VaultConfig(
-            origin=origin or f"evidencelock/{socket.gethostname()}/{secrets.token_hex(8)}",
+            # docs/vault-layout.md §1: the default origin names no host or person (issue 9 item 19).
+            origin=origin or f"evidencelock/{secrets.token_hex(16)}",
             ledger_url=ledger_url or "sqlite",
             created=format_time(now),
             default_custodian=key.key_id,
+            source_key_secret=secrets.token_hex(32),
         )
         ledger = Ledger.open(_resolve_ledger_url(root, config.ledger_url), create=True)
         if ledger.tail().size != 0:
@@ -157,6 +173,11 @@ class Vault:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def source_key_secret(self) -> bytes | None:
+        """The secret that keys ``source.key`` (never exported); None for an older vault."""
+        s = self.config.source_key_secret
+        return bytes.fromhex(s) if s is not None else None
 
     # -- keys ---------------------------------------------------------------------------
     def key_path(self, key_id: str) -> Path:
@@ -216,6 +237,14 @@ class Vault:
             )
 
         return self.ledger.append(build, key.sign, after=after)
+
+
+def _check_origin(origin: str) -> None:
+    """A log origin is one line of 1 to 256 printable characters (it heads every checkpoint)."""
+    if not origin or len(origin) > 256 or any(ch.isspace() and ch != " " for ch in origin) \
+            or any(not ch.isprintable() and ch != " " for ch in origin) or origin != origin.strip():
+        raise InputError("the origin must be one line of 1 to 256 printable characters without leading or "
+                         f"trailing spaces, found {origin!r}", hint="e.g. --origin example.org/case-archive")
 
 
 def _resolve_ledger_url(root: Path, url: str) -> str:

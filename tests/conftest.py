@@ -17,6 +17,9 @@ from evidencelock.keys import CustodianKey
 from evidencelock.vault import Vault
 
 PASSPHRASE = "correct horse battery staple"
+# Key files sealed at a cheap scrypt cost (log2 N = 10) so that hundreds of test vaults do not
+# each spend 128 MiB and ~0.3 s per unlock; test_keys_privacy_output.py tests the real default.
+os.environ.setdefault("EVIDENCELOCK_INSECURE_TEST_KDF", "1")
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 

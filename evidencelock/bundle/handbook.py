@@ -97,11 +97,20 @@ def human_files(ctx: Context, *, with_report: bool = True) -> dict[str, bytes]:
         todo = [(item, kind) for item, kind in todo if kind]
         for (item, _), frames in zip(todo, thumbnails([(ctx.bag / item["path"], kind) for item, kind in todo])):
             ctx.thumbs[item["sha256"]] = frames
-    files = {"VERIFY.md": verify_md(ctx).encode(), "certification.md": report.certification_md(ctx).encode()}
+    files = {"VERIFY.md": _shown(verify_md(ctx)), "certification.md": _shown(report.certification_md(ctx))}
     if with_report:
-        files["report.html"] = report.report_html(ctx).encode()
+        files["report.html"] = _shown(report.report_html(ctx))
         files["report.pdf"] = report.report_pdf(ctx)
     return files
+
+
+def _shown(text: str) -> bytes:
+    """A human file: a name's control, bidi and format characters written as visible escapes
+    (evidencelock._text), so `cat VERIFY.md` cannot drive a terminal and a bidi override cannot
+    reorder a name in the rendered report (issue 9 item 17).  The signed entries keep the bytes."""
+    from .._text import printable
+
+    return printable(text, keep_layout=True).encode()
 
 
 def verify_md(ctx: Context) -> str:

@@ -577,6 +577,18 @@ def export_bundle(
                         signed.entry.seq, tagmanifest_sha256, copy_seconds)
 
 
+def _zip_add_utc(z: zipfile.ZipFile, path: Path, arcname: str, method: int) -> None:
+    """Like ``z.write`` but the member time is UTC: ZIP stores a zone-less time, and the local
+    time ``z.write`` puts there would reveal the exporting computer's time zone (issue 9 item 19)."""
+    import time
+
+    info = zipfile.ZipInfo.from_file(path, arcname)
+    info.date_time = max(time.gmtime(path.stat().st_mtime)[:6], (1980, 1, 1, 0, 0, 0))
+    info.compress_type = method
+    with open(path, "rb") as src, z.open(info, "w") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
 def _zip_folder(folder: Path, target: Path, *, top: str) -> None:
     """Payload STORED (media is already compressed), tag files deflated; one top folder."""
     try:
@@ -585,7 +597,7 @@ def _zip_folder(folder: Path, target: Path, *, top: str) -> None:
                 if path.is_file():
                     rel = str(path.relative_to(folder))
                     method = zipfile.ZIP_STORED if rel.startswith("data/") else zipfile.ZIP_DEFLATED
-                    z.write(path, f"{top}/{rel}", compress_type=method)
+                    _zip_add_utc(z, path, f"{top}/{rel}", method)
         fd = os.open(target, os.O_RDONLY)
         try:
             os.fsync(fd)

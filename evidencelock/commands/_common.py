@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from .._text import json_safe, printable
 from ..errors import CustodianKeyError, EvidenceLockError, exit_code_for
 from ..vault import DEFAULT_VAULT, Vault
 
@@ -32,12 +34,68 @@ __all__ = [
     "utc_now",
     "emit_json",
     "handle_errors",
+    "escape",
+    "SafeConsole",
 ]
 
 EXIT_CODES_HELP = "Exit codes: 0 all good; 1 verification found a problem; 2 bad usage, bad input or environment failure."
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class SafeConsole(Console):
+    """A rich Console that never writes a raw control, bidi or invisible format character
+    (issue 9 item 17): every string it renders, markup included, passes through
+    :func:`evidencelock._text.printable` first (``\n`` and ``\t`` kept for layout).
+    Values must still go through :func:`escape` so that ``[bold]`` in a name stays text
+    and a newline in a name cannot fake a line of output."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        return super().render_str(printable(text, keep_layout=True), **kwargs)
+
+
+class _SafeLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Libraries' own warnings (e.g. fpdf2 naming a glyph it cannot draw) may quote our
+    names: they reach stderr escaped like everything else."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), keep_layout=True)
+
+
+logging.lastResort = _SafeLogHandler(sys.stderr)
+logging.lastResort.setLevel(logging.WARNING)
+
+
+def _safe_showwarning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+                      line: str | None = None) -> None:
+    """Python warnings from libraries (e.g. Pillow quoting a file) are escaped too."""
+    import warnings
+
+    try:
+        (file or sys.stderr).write(printable(warnings.formatwarning(message, category, filename, lineno, line),
+                                             keep_layout=True))
+    except OSError:
+        pass
+
+
+def _safe_excepthook(exc_type: Any, exc: Any, tb: Any) -> None:
+    """A bug's traceback may quote a name: escaped like every other line we print."""
+    import traceback
+
+    sys.stderr.write(printable("".join(traceback.format_exception(exc_type, exc, tb)), keep_layout=True))
+
+
+def _install_safe_hooks() -> None:
+    import warnings
+
+    warnings.showwarning = _safe_showwarning
+    sys.excepthook = _safe_excepthook
+
+
+_install_safe_hooks()
+
+# emoji=False: a file named ":warning:" is shown as typed, not as an emoji.
+out = SafeConsole(highlight=False, soft_wrap=True, emoji=False)
+err = SafeConsole(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,7 +136,14 @@ def get_passphrase(*, confirm: bool = False) -> str:
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
+    # Exact JSON; DEL, C1 and bidi characters (left raw by json.dumps) written as \uNNNN.
+    click.echo(json_safe(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)))
+
+
+def echo_exact(text: str) -> None:
+    """A machine format (a signed note, a cosignature line) on stdout: byte-exact when piped to
+    a file or another program; on a terminal, unsafe characters shown as escapes (item 17)."""
+    click.echo(printable(text, keep_layout=True) if sys.stdout.isatty() else text, nl=False)
 
 
 def handle_errors(f: F) -> F:
@@ -108,10 +173,15 @@ def handle_errors(f: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _escape(text: str) -> str:
-    from rich.markup import escape
+def escape(text: str) -> str:
+    """A value (name, path, note, message) for rich output: controls, bidi and format
+    characters shown as escapes (newlines too), rich markup made literal."""
+    from rich.markup import escape as markup_escape
 
-    return escape(text)
+    return markup_escape(printable(str(text)))
+
+
+_escape = escape
 
 
 def human_size(n: int) -> str:

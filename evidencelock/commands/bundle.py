@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.markup import escape
+from ._common import escape
 
 from ..errors import InputError
 from . import _common as c

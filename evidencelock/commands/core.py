@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
+from ._common import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
@@ -24,14 +24,21 @@ from ._common import EXIT_CODES_HELP, emit_json, err, handle_errors, json_option
 @click.command(epilog=EXIT_CODES_HELP)
 @click.option("--custodian", required=True, help="Name of the first custodian (a person or team).")
 @click.option("--ledger-url", default=None, help="SQLAlchemy URL of a PostgreSQL ledger (default: SQLite in the vault).")
+@click.option("--origin", default=None,
+              help="Log origin written into every checkpoint (published to witnesses and courts; "
+                   "default: evidencelock/<random>, which names no host or person).")
+@click.option("--allow-weak-passphrase", is_flag=True,
+              help="Accept a passphrase shorter than 12 characters or on the common-passphrase list.")
 @json_option
 @click.pass_context
 @handle_errors
-def init(ctx: click.Context, custodian: str, ledger_url: str | None, as_json: bool) -> None:
+def init(ctx: click.Context, custodian: str, ledger_url: str | None, origin: str | None,
+         allow_weak_passphrase: bool, as_json: bool) -> None:
     """Create a vault and the first custodian key (enrolled by the ledger's first entry)."""
     path = c.vault_path(ctx)
     passphrase = c.get_passphrase(confirm=True)
-    vault = Vault.init(path, custodian=custodian, passphrase=passphrase, now=c.utc_now(), ledger_url=ledger_url)
+    vault = Vault.init(path, custodian=custodian, passphrase=passphrase, now=c.utc_now(), ledger_url=ledger_url,
+                       origin=origin, allow_weak_passphrase=allow_weak_passphrase)
     try:
         key_id = vault.config.default_custodian
         if as_json:
@@ -65,11 +72,16 @@ def _progress() -> Progress:
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, help="Files read in parallel (default: cores).")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symlinks that point inside the ingested folder.")
 @click.option("--no-media", is_flag=True, help="Skip metadata and fingerprint extraction.")
+@click.option("--record-host", is_flag=True,
+              help="Record this computer's host name in each ingest entry (off by default: it travels in bundles).")
+@click.option("--record-absolute-path", is_flag=True,
+              help="Record the absolute path of the ingested folder (default: its last component only).")
 @json_option
 @click.pass_context
 @handle_errors
 def ingest(ctx: click.Context, paths: tuple[str, ...], case: str, note: str | None, custodian: str | None,
-           jobs: int | None, follow_symlinks: bool, no_media: bool, as_json: bool) -> None:
+           jobs: int | None, follow_symlinks: bool, no_media: bool, record_host: bool, record_absolute_path: bool,
+           as_json: bool) -> None:
     """Preserve files and folders (recursively) into the vault, one signed entry per file."""
     ingest_mod.check_roots(paths)  # bad input is named before anything else is asked
     with c.open_vault(ctx, writable=True) as vault:
@@ -85,7 +97,8 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], case: str, note: str | No
 
             report = ingest_mod.ingest(vault, [Path(p) for p in paths], key=key, case=case, note=note, now=c.utc_now,
                                        jobs=jobs, follow_symlinks=follow_symlinks, extract_media=not no_media,
-                                       progress=progress)
+                                       progress=progress, record_host=record_host,
+                                       record_absolute_path=record_absolute_path)
     if as_json:
         emit_json(report.to_json())
     else:
@@ -152,7 +165,7 @@ def log(ctx: click.Context, case: str | None, type_: str | None, limit: int | No
         return
     table = Table("seq", "time (UTC)", "type", "case", "custodian", "what")
     for e in rows:
-        table.add_row(str(e.seq), e.time[:19].replace("T", " "), e.type, escape(e.case),
+        table.add_row(str(e.seq), escape(e.time[:19].replace("T", " ")), escape(e.type), escape(e.case),
                       escape(names.get(e.actor, e.actor[:12])), escape(_describe(e.body, e.type)))
     out.print(table)
 

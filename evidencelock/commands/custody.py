@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 
 import click
-from rich.markup import escape
+from ._common import escape
 from rich.table import Table
 from sqlalchemy import select
 
 from .. import custody, schema
+from .._text import printable
 from . import _common as c
 from ._common import EXIT_CODES_HELP, emit_json, handle_errors, json_option, out
 
@@ -41,10 +42,12 @@ def keys(ctx: click.Context, as_json: bool) -> None:
 @keys.command("add", epilog=EXIT_CODES_HELP)
 @click.argument("name")
 @click.option("--custodian", default=None, help="Enrolling custodian (name or key id; default: the vault's).")
+@click.option("--allow-weak-passphrase", is_flag=True,
+              help="Accept a passphrase shorter than 12 characters or on the common-passphrase list.")
 @json_option
 @click.pass_context
 @handle_errors
-def keys_add(ctx: click.Context, name: str, custodian: str | None, as_json: bool) -> None:
+def keys_add(ctx: click.Context, name: str, custodian: str | None, allow_weak_passphrase: bool, as_json: bool) -> None:
     """Create and enrol a key for a new custodian NAME (signed by an enrolled custodian).
 
     The new key's passphrase comes from $EVIDENCELOCK_NEW_PASSPHRASE or a prompt.
@@ -52,8 +55,9 @@ def keys_add(ctx: click.Context, name: str, custodian: str | None, as_json: bool
     with c.open_vault(ctx, writable=True) as vault:
         signer = vault.unlock(c.get_passphrase(), custodian)
         new_pass = os.environ.get("EVIDENCELOCK_NEW_PASSPHRASE") or click.prompt(
-            f"Passphrase for {name}'s new key", hide_input=True, confirmation_prompt=True, err=True)
-        key = custody.enroll_custodian(vault, signer, name=name, passphrase=new_pass, now=c.utc_now())
+            f"Passphrase for {printable(name)}'s new key", hide_input=True, confirmation_prompt=True, err=True)
+        key = custody.enroll_custodian(vault, signer, name=name, passphrase=new_pass, now=c.utc_now(),
+                                       allow_weak_passphrase=allow_weak_passphrase)
     if as_json:
         emit_json({"ok": True, "key_id": key.key_id, "name": name})
     else:

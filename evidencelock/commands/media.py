@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.markup import escape
+from ._common import escape
 from rich.table import Table
 
 from . import _common as c

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
+from ._common import escape
 from rich.table import Table
 
 from .. import transparency as tr
@@ -114,7 +114,7 @@ def timestamp_attach(ctx: click.Context, checkpoint_id: int, tsr_file: str, tsa_
     if as_json:
         emit_json({"ok": True, **cp.to_json(), "attached": res.to_json()})
     else:
-        out.print(f"Attached timestamp to {escape(cp.describe())}" + (f": {escape(res.tsa)} {res.time}" if res.time else ""))
+        out.print(f"Attached timestamp to {escape(cp.describe())}" + (f": {escape(res.tsa)} {escape(str(res.time))}" if res.time else ""))
 
 
 @click.command(epilog=EXIT_CODES_HELP + " Exit 1 when a proof or the checkpoint does not verify against the ledger.")
@@ -145,7 +145,7 @@ def prove(ctx: click.Context, item: str, checkpoint_file: str | None, as_json: b
     out.print(f"Item {sha}: {len(proofs)} entries proven in checkpoint of size {head.tree_size} "
               f"(root {head.root_hash.hex()})")
     for p in proofs:
-        out.print(f"  entry {p.seq} ({p.type}, {p.time}) leaf {p.leaf_hash.hex()}")
+        out.print(f"  entry {p.seq} ({escape(p.type)}, {escape(p.time)}) leaf {p.leaf_hash.hex()}")
         for i, h in enumerate(p.proof):
             out.print(f"    [{i}] {h.hex()}")
     if later:
@@ -202,7 +202,7 @@ def checkpoints(ctx: click.Context, show_id: int | None, as_json: bool) -> None:
         emit_json([r.to_json() for r in rows])
         return
     if show_id is not None:
-        click.echo(rows[0].note_with_cosignatures(), nl=False)
+        c.echo_exact(rows[0].note_with_cosignatures())
         return
     table = Table("id", "created (UTC)", "tree size", "root hash", "timestamps", "cosignatures")
     for r in rows:
@@ -252,7 +252,7 @@ def witness(state_dir: str, vault_key: str, witness_key: str, name: str | None, 
         emit_json({"ok": True, "witness": wname, "origin": result.checkpoint.origin, "tree_size": result.checkpoint.tree_size,
                    "previous_size": result.previous_size, "cosignature": result.line})
         return
-    click.echo(result.line, nl=False)
+    c.echo_exact(result.line)
     if result.previous_size is None:
         err.print(f"[yellow]first checkpoint seen from {escape(result.checkpoint.origin)}[/]: trusted on first use")
 

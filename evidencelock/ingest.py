@@ -119,6 +119,20 @@ def display_path(raw: bytes) -> str:
     return raw.decode("utf-8", errors="backslashreplace")
 
 
+def _sign_media_digest(body: dict[str, Any], media_json: dict[str, Any]) -> None:
+    """docs/ledger-format.md §4.1 ``media_sha256``: SHA-256 of the RFC 8785 bytes of the full
+    metadata exactly as ``items.media_json`` stores it, so ``verify`` can check that unsigned column."""
+    import json
+
+    from .derived import media_digest
+    from .errors import FormatError
+
+    try:
+        body["media_sha256"] = media_digest(json.loads(json.dumps(media_json)))
+    except (FormatError, ValueError, TypeError):
+        pass  # not canonicalisable (e.g. NaN): only the signed summary is covered, as for old entries
+
+
 def _source_record(cand: Candidate, mtime_ns: int, host: str) -> dict[str, Any]:
     record: dict[str, Any] = {
         "host": host,
@@ -459,6 +473,7 @@ def _finish_batch(vault: Vault, batch: list[tuple[Future[_Read], Candidate]], *,
             if media_json is not None:
                 body["media"] = {k: media_json[k] for k in ("kind", "summary", "flags", "errors", "extractor")
                                  if k in media_json}
+                _sign_media_digest(body, media_json)
             recorded_sources[(d.sha256, source["key"])] = seq
             drafts.append(Draft(format_time(now()), "ingest", case, key.key_id, body))
         return drafts

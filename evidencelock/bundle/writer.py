@@ -140,6 +140,16 @@ def _copy_one(src: Path, dst: Path, expected_sha256: str, expected_size: int) ->
     return found, h512.hexdigest(), size
 
 
+def _require_index(vault: Vault, case: str) -> None:
+    """Issue 9 item 10: the item list, entry selection, names, sizes and metadata below come
+    from derived tables and columns; refuse (exit 1, rows named) unless every one of them
+    agrees with the signed entry bytes, and the tree with the entries (docs/vault-layout.md §6)."""
+    from ..derived import require_index_consistent
+
+    with vault.ledger.reader() as conn:
+        require_index_consistent(conn, action=f"export case {case!r}")
+
+
 def _resolve_items(vault: Vault, case: str, items: Sequence[str] | None) -> list[str]:
     with vault.ledger.reader() as conn:
         in_case = [r.sha256 for r in conn.execute(
@@ -296,6 +306,7 @@ def export_bundle(
         raise InputError("the bundle target already exists; choose a new name", subject=str(out))
     if not out.parent.is_dir():
         raise InputError("the folder for the bundle does not exist", subject=str(out.parent))
+    _require_index(vault, case)
     sha_items = _resolve_items(vault, case, items)
     entries = _load_entries(vault, case, sha_items)
     keys = vault.enrolled_keys()

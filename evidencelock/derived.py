@@ -171,9 +171,12 @@ class Derivation:
             subject = f"sources id={r.id} (seq={r.seq})"
             exp = self.sources.get(r.seq)
             if exp is None or r.seq in seen:
+                why = ("no ingest entry has that seq" if exp is None else
+                       f"ingest entry {r.seq} derives exactly one row (sha256={exp[0][:16]}…, case={_short(exp[1])})")
                 out.append(Mismatch("index-source-extra", subject,
                                     f"row (sha256={str(r.sha256)[:16]}…, case={_short(r.case_id)}) is derived from no "
-                                    "ingest entry at that seq; the database was edited outside evidencelock", seq=r.seq))
+                                    f"entry: {why}; the database was edited outside evidencelock",
+                                    seq=None if exp is None else r.seq))
                 continue
             seen.add(r.seq)
             for col, want, have in (("sha256", exp[0], r.sha256), ("case_id", exp[1], r.case_id),
@@ -259,6 +262,11 @@ def _compare_media(subject: str, exp: _Item, media_json: str | None) -> list[Mis
             out.append(Mismatch("index-media-mismatch", subject,
                                 f"items row, column media_json, key {k!r}: expected={_short(signed_summary.get(k))} (signed in ingest "
                                 f"entry {exp.first_seq}) found={_short(media.get(k))}; the extracted metadata was edited"))
+    if not out and set(media) - set(MEDIA_SUMMARY_KEYS):
+        out.append(Mismatch("index-media-unsigned", subject,
+                            f"items row, column media_json: ingest entry {exp.first_seq} predates media_sha256, so only "
+                            f"the keys {', '.join(MEDIA_SUMMARY_KEYS)} are signed and checked; the rest "
+                            f"({', '.join(sorted(set(media) - set(MEDIA_SUMMARY_KEYS)))}) is unsigned", "notice"))
     return out
 
 
@@ -318,7 +326,7 @@ def require_index_consistent(conn: Connection, *, action: str) -> None:
     """Raise :class:`VerificationError` (exit 1) if any derived row disagrees with the entries."""
     problems = [m for m in check_index(conn) if m.severity == "error"]
     if problems:
-        shown = "; ".join(f"{m.subject}: {m.message}" for m in problems[:5])
+        shown = "; ".join(f"{m.subject}: {m.message} ({m.code})" for m in problems[:5])
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise VerificationError(f"refusing to {action}: the ledger database's derived data disagrees with the signed "
                                 f"entries: {shown}{more}", subject="ledger database",

@@ -86,8 +86,8 @@ def entry_column_mismatches(seq: int, found: Mapping[str, Any], signed: SignedEn
         have = found[col]
         if have != want:
             out.append(Mismatch("index-entry-column", f"entries seq={seq}",
-                                f"column {col}: expected={_short(want)} found={_short(have)} (the signed entry "
-                                f"bytes say {_short(want)}); the database was edited outside evidencelock"))
+                                f"column {col}: expected={_short(want)} (from the signed entry bytes) "
+                                f"found={_short(have)}; the database was edited outside evidencelock"))
     return out
 
 
@@ -318,7 +318,7 @@ def check_index(conn: Connection) -> list[Mismatch]:
     try:
         treestore.verify_nodes(conn, leaves)
     except (ProofError, EvidenceLockError) as exc:
-        out.append(Mismatch("tree-node-mismatch", "tree_nodes", exc.message))
+        out.insert(0, Mismatch("tree-node-mismatch", "tree_nodes", exc.message))  # first: proofs come from it
     return out
 
 

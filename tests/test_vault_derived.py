@@ -340,6 +340,7 @@ def rewritten(template: Tpl, v: Path, tmp_path: Path) -> tuple[Path, Path, list[
     old_cp = tmp_path / "old-cp.txt"
     _ok(run_cli("checkpoint", "-o", old_cp, vault=v))
     old_tree = fetch(v, "SELECT level, idx, hash FROM tree_nodes")
+    old_hashes = fetch(v, "SELECT entry_hash, leaf_hash, seq FROM entries")
     kid = fetch(v, "SELECT key_id FROM keys WHERE name = 'Team A'")[0][0]
     key = CustodianKey.load(v / "keys" / f"{kid}.key.pem", PASSPHRASE, "Team A")
 
@@ -350,6 +351,8 @@ def rewritten(template: Tpl, v: Path, tmp_path: Path) -> tuple[Path, Path, list[
     sql(v, "DELETE FROM tree_nodes")
     con = sqlite3.connect(db(v))
     con.executemany("INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)", old_tree)
+    # ... and the old hash columns too, so nothing stored but the canonical bytes betrays the rewrite.
+    con.executemany("UPDATE entries SET entry_hash = ?, leaf_hash = ? WHERE seq = ?", old_hashes)
     con.commit()
     con.close()
     return v, old_cp, old_tree
@@ -357,7 +360,8 @@ def rewritten(template: Tpl, v: Path, tmp_path: Path) -> tuple[Path, Path, list[
 
 def test_rewrite_with_old_tree_table_fails_consistency(rewritten, tmp_path: Path) -> None:
     v, old_cp, _ = rewritten
-    pub = next((v / "keys").glob("*.pub.pem"))
+    kid = fetch(v, "SELECT key_id FROM keys WHERE name = 'Team A'")[0][0]
+    pub = v / "keys" / f"{kid}.pub.pem"
     for extra in ((), ("--vault-key", pub)):
         r = run_cli("consistency", old_cp, "--proof-out", tmp_path / "proof.json", *extra, vault=v)
         assert r.code == 1, f"consistency exit {r.code}\n{r.stdout}\n{r.stderr}"

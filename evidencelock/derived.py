@@ -45,6 +45,7 @@ __all__ = [
     "require_index_consistent",
     "require_tree_matches_entries",
     "MEDIA_SUMMARY_KEYS",
+    "backed_index_hits",
 ]
 
 # The keys of the full metadata that an ingest entry's signed ``media`` summary copies
@@ -268,6 +269,51 @@ def _compare_media(subject: str, exp: _Item, media_json: str | None) -> list[Mis
                             f"the keys {', '.join(MEDIA_SUMMARY_KEYS)} are signed and checked; the rest "
                             f"({', '.join(sorted(set(media) - set(MEDIA_SUMMARY_KEYS)))}) is unsigned", "notice"))
     return out
+
+
+def backed_index_hits(conn: Connection, *, case: str, sources: dict[tuple[str, str], int],
+                      first_seq: dict[str, int]) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    """Check the index hits an ingest consults against the signed entry at that seq.
+
+    ``sources``: (sha256, source key) -> seq, from the ``sources`` rows of ``case``;
+    ``first_seq``: sha256 -> seq, from ``items``.  A planted or edited row must not make an
+    ingest skip a file as "already recorded", nor sign a ``duplicate_of`` that points at an
+    entry which is not the item's first ingest: raise :class:`VerificationError` (exit 1,
+    nothing written) naming the row.  Costs one lookup per hit, not a scan.  Returns the hits.
+    """
+    seqs = sorted(set(sources.values()) | set(first_seq.values()))
+    bodies: dict[int, tuple[Any, Any, Mapping[str, Any]]] = {}
+    t = schema.entries
+    for i in range(0, len(seqs), 500):
+        for r in conn.execute(select(t.c.seq, t.c.canonical).where(t.c.seq.in_(seqs[i:i + 500]))):
+            try:
+                obj = json.loads(bytes(r.canonical))
+                if obj.get("seq") == r.seq and isinstance(obj.get("body"), dict):
+                    bodies[r.seq] = (obj.get("type"), obj.get("case"), obj["body"])
+            except ValueError:
+                continue
+
+    def ingest_of(seq: int, sha: str) -> Mapping[str, Any] | None:
+        got = bodies.get(seq)
+        return got[2] if got and got[0] == "ingest" and got[2].get("item") == sha else None
+
+    def refuse(subject: str, what: str) -> None:
+        raise VerificationError(f"refusing to ingest: {what}; the database was edited outside evidencelock",
+                                subject=subject, hint="nothing was recorded; run `evidencelock verify` and restore "
+                                                      "the ledger from a replica")
+
+    for (sha, key), seq in sources.items():
+        body = ingest_of(seq, sha)
+        src = body.get("source") if body is not None else None
+        if body is None or bodies[seq][1] != case or not isinstance(src, dict) or src.get("key") != key:
+            refuse(f"sources seq={seq}", f"the sources row says item {sha[:16]}… is already recorded for case "
+                                         f"{_short(case)} by entry {seq}, but that entry does not record it")
+    for sha, seq in first_seq.items():
+        body = ingest_of(seq, sha)
+        if body is None or "duplicate_of" in body:
+            refuse(f"item {sha[:16]}…", f"the items row says entry {seq} first recorded this item (column "
+                                        "first_seq), but that entry is not its first ingest")
+    return sources, first_seq
 
 
 def _iter_rows(conn: Connection) -> Iterator[Any]:

@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from . import schema
+from .derived import backed_index_hits, media_digest
 from .entry import format_time
 from .errors import InputError, StorageError
 from .keys import CustodianKey
@@ -124,7 +125,6 @@ def _sign_media_digest(body: dict[str, Any], media_json: dict[str, Any]) -> None
     metadata exactly as ``items.media_json`` stores it, so ``verify`` can check that unsigned column."""
     import json
 
-    from .derived import media_digest
     from .errors import FormatError
 
     try:
@@ -446,6 +446,8 @@ def _finish_batch(vault: Vault, batch: list[tuple[Future[_Read], Candidate]], *,
                 select(schema.items.c.sha256, schema.items.c.first_seq).where(schema.items.c.sha256.in_(shas))
             )
         }
+        # Issue 9 item 10: a planted/edited index row must not skip a file or misdirect duplicate_of.
+        recorded_sources, first_seq = backed_index_hits(conn, case=case, sources=recorded_sources, first_seq=first_seq)
         drafts: list[Draft] = []
         for pos, read, source, media_json in reads:
             d = read.staged.digests

@@ -469,3 +469,57 @@ def test_audit_during_ingest_records_a_pass(template: Tpl, v: Path, tmp_path: Pa
     assert r.code == 1 and any(f["code"] == "object-digest-mismatch" for f in r.json()["findings"])
     last = run_cli("log", "--type", "audit", "--json", vault=v).json()[-1]
     assert last["body"]["result"] == "fail"
+
+
+def test_planted_sources_row_does_not_make_ingest_skip_a_file(template: Tpl, v: Path, tmp_path: Path) -> None:
+    """A planted ``sources`` row claiming a new file is already recorded for the case (pointing at
+    a genuine entry of another item) must not make the next ingest skip the file."""
+    import hashlib
+
+    card = tmp_path / "new-card"
+    card.mkdir()
+    data = b"the file the attacker wants left unpreserved\n"
+    (card / "victim.txt").write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    # The source key the ingest will compute, read back from an ingest into a scratch copy.
+    scratch = tmp_path / "scratch"
+    shutil.copytree(v, scratch)
+    _ok(run_cli("ingest", card, "--case", "C1", "--no-media", vault=scratch))
+    key = fetch(scratch, "SELECT source_key FROM sources WHERE sha256 = ?", (sha,))[0][0]
+    some_seq = template.seq("ingest", "C1")
+    sql(v, "INSERT INTO sources (sha256, case_id, source_key, seq) VALUES (?, 'C1', ?, ?)", (sha, key, some_seq))
+    before = fetch(v, "SELECT COUNT(*) FROM entries")[0][0]
+    r = run_cli("ingest", card, "--case", "C1", "--no-media", vault=v)
+    assert r.code == 1, r.stdout + r.stderr
+    assert "already-recorded" not in r.stdout, r.stdout  # never silently skipped as "already recorded"
+    assert f"sources seq={some_seq}" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert fetch(v, "SELECT COUNT(*) FROM entries")[0][0] == before
+    # Control: in the untampered scratch copy a re-ingest is (correctly) already recorded.
+    r = run_cli("ingest", card, "--case", "C1", "--no-media", "--json", vault=scratch)
+    assert r.code == 0 and "already-recorded" in r.stdout, r.stdout
+
+
+def test_planted_items_row_does_not_forge_a_duplicate_of(template: Tpl, v: Path, tmp_path: Path) -> None:
+    """A planted ``items`` row for bytes never preserved must not make the next ingest sign a
+    ``duplicate_of`` pointing at another item's entry (nor skip storing the object)."""
+    import hashlib
+
+    card = tmp_path / "new-card"
+    card.mkdir()
+    data = b"fresh bytes\n"
+    (card / "fresh.txt").write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    sql(v, "INSERT INTO items (sha256, second_digest, second_algorithm, size, first_seq) VALUES (?, '', 'blake3', ?, ?)",
+        (sha, len(data), template.seq("ingest", "C1")))
+    before = fetch(v, "SELECT COUNT(*) FROM entries")[0][0]
+    r = run_cli("ingest", card, "--case", "C1", "--no-media", vault=v)
+    assert r.code == 1, r.stdout + r.stderr
+    assert f"item {sha[:16]}" in r.stderr and "first_seq" in r.stderr, r.stderr
+    assert fetch(v, "SELECT COUNT(*) FROM entries")[0][0] == before  # no entry signs a forged duplicate_of
+    r = run_cli("verify", vault=v)
+    assert r.code == 1 and f"item {sha[:16]}" in r.stdout and "index-extra-item" in r.stdout, r.stdout
+    # Control: without the planted row the same ingest preserves the file as new.
+    sql(v, "DELETE FROM items WHERE sha256 = ?", (sha,))
+    _ok(run_cli("ingest", card, "--case", "C1", "--no-media", vault=v))
+    canonical = fetch(v, "SELECT canonical FROM entries WHERE item = ? AND type = 'ingest'", (sha,))[0][0]
+    assert "duplicate_of" not in json.loads(canonical)["body"]

@@ -427,9 +427,9 @@ def test_untampered_single_custodian_copy_is_consistent(template: Tpl, v: Path, 
 
 def test_audit_during_ingest_records_a_pass(template: Tpl, v: Path, tmp_path: Path) -> None:
     src = tmp_path / "card"
-    for d in range(8):
+    for d in range(12):
         (src / f"d{d}").mkdir(parents=True)
-        for i in range(60):
+        for i in range(80):
             (src / f"d{d}" / f"f{i}.bin").write_bytes(os.urandom(64) + f"{d}/{i}".encode() * 200)
     env = {**os.environ, "EVIDENCELOCK_PASSPHRASE": PASSPHRASE}
     log_out = (tmp_path / "ingest.out").open("w")

@@ -175,8 +175,9 @@ def _check_ledger(vault: Vault, report: VerifyReport) -> tuple[dict[str, _Record
             signed = SignedEntry.from_bytes(row.canonical, row.signature, subject=subject)
         except FormatError as exc:
             report.add("entry-malformed", subject, f"{exc.message}; the entry may have been edited in the database")
-            verifier.next_seq = row.seq + 1
-            verifier.prev = row.entry_hash
+            if row.seq >= 0:  # a planted negative row must not resynchronise the chain check
+                verifier.next_seq = row.seq + 1
+                verifier.prev = row.entry_hash
             leaf_hashes.append(bytes.fromhex(row.leaf_hash) if len(row.leaf_hash) == 64 else b"")
             continue
         leaf_hashes.append(signed.leaf_hash)
@@ -186,6 +187,8 @@ def _check_ledger(vault: Vault, report: VerifyReport) -> tuple[dict[str, _Record
         if row.entry_hash != signed.entry_hash or row.leaf_hash != signed.leaf_hash.hex():
             report.add("entry-hash-column", subject,
                        f"stored hash columns do not match the entry bytes: expected={signed.entry_hash} found={row.entry_hash}")
+        if row.seq < 0:
+            continue  # only a database edit makes one (reported above); keep the chain checks of the real rows
         trusted = True
         try:
             verifier.feed(signed)
@@ -193,7 +196,8 @@ def _check_ledger(vault: Vault, report: VerifyReport) -> tuple[dict[str, _Record
             trusted = False
             report.add(_code_for(exc), subject, exc.message + (f" ({exc.hint})" if exc.hint else ""))
         _add(report, entry_column_mismatches(row.seq, row.columns or {}, signed))
-        derivation.feed(signed, trusted=trusted)
+        if signed.entry.seq == row.seq:  # a copy planted at another seq derives nothing (reported above)
+            derivation.feed(signed, trusted=trusted)
         e = signed.entry
         if e.type == "ingest":
             body = e.body

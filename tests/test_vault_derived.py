@@ -523,3 +523,16 @@ def test_planted_items_row_does_not_forge_a_duplicate_of(template: Tpl, v: Path,
     _ok(run_cli("ingest", card, "--case", "C1", "--no-media", vault=v))
     canonical = fetch(v, "SELECT canonical FROM entries WHERE item = ? AND type = 'ingest'", (sha,))[0][0]
     assert "duplicate_of" not in json.loads(canonical)["body"]
+
+
+def test_planted_copy_does_not_hide_a_derived_row_edit(template: Tpl, v: Path, tmp_path: Path) -> None:
+    """A copy of entry N planted at a negative seq must not make verify skip the derived rows of
+    the genuine entry N: both the planted row and the edited sources row are named."""
+    seq = template.seq("ingest", "C1")
+    sql(v, "INSERT INTO entries (seq, canonical, signature, entry_hash, leaf_hash, type, case_id, actor, time, item) "
+           "SELECT -5, canonical, signature, entry_hash, leaf_hash, type, case_id, actor, time, item FROM entries "
+           "WHERE seq = ?", (seq,))
+    sql(v, "UPDATE sources SET case_id = 'C2' WHERE seq = ?", (seq,))
+    r = run_cli("verify", vault=v)
+    assert r.code == 1
+    assert "entry -5" in r.stdout and f"(seq={seq})" in r.stdout and "index-source-mismatch" in r.stdout, r.stdout

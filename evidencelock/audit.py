@@ -23,9 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
-from . import schema
+from .derived import Derivation, Mismatch, entry_column_mismatches
 from .entry import ChainVerifier, SignedEntry
 from .errors import EvidenceLockError, FormatError
 from .hashing import hash_file
@@ -102,25 +100,55 @@ ProgressFn = Callable[[str, int], None]
 def verify_vault(vault: Vault, *, all_digests: bool = False, jobs: int | None = None,
                  progress: ProgressFn | None = None, shard: tuple[int, int] | None = None) -> VerifyReport:
     report = VerifyReport(digests=("sha256", "blake3") if all_digests else ("sha256",))
-    listing = list(vault.store.iter_objects())
-    # Re-hashing the objects (I/O and hashlib, which release the GIL) starts at once and runs
-    # while this thread checks the ledger; results are matched with the records afterwards.
-    # Two threads per core keep a core busy while the other thread of the pair waits on I/O.
-    with ThreadPoolExecutor(max_workers=max(1, jobs or 2 * (os.cpu_count() or 1))) as pool:
-        hashing: dict[str, Future[Any]] = {}
-        for name, path in listing:
-            if vault.store.object_is_placed_correctly(name, path) and _in_shard(name, shard):
-                hashing[name] = pool.submit(_hash_or_error, path, all_digests)
-        try:
-            recorded, leaf_hashes = _check_ledger(vault, report)
-            _check_tree(vault, report, leaf_hashes)
-            _check_derived(vault, report, recorded)
-            _check_objects(vault, report, recorded, listing, hashing, all_digests=all_digests, progress=progress,
-                           shard=shard)
-        finally:
-            for fut in hashing.values():
-                fut.cancel()
+    # One read transaction for every ledger read (§6, "consistent snapshot"): a concurrent
+    # ingest's later entries are not seen, so entries, tree, indexes and checkpoints agree.
+    # The object listing is taken AFTER the snapshot: every object the snapshot records was
+    # placed, or is being placed, by then (write order §4: record, then place).
+    with vault.ledger.snapshot() as snap:
+        listing = list(vault.store.iter_objects())
+        # Re-hashing the objects (I/O and hashlib, which release the GIL) starts at once and runs
+        # while this thread checks the ledger; results are matched with the records afterwards.
+        # Two threads per core keep a core busy while the other thread of the pair waits on I/O.
+        with ThreadPoolExecutor(max_workers=max(1, jobs or 2 * (os.cpu_count() or 1))) as pool:
+            hashing: dict[str, Future[Any]] = {}
+            for name, path in listing:
+                if vault.store.object_is_placed_correctly(name, path) and _in_shard(name, shard):
+                    hashing[name] = pool.submit(_hash_or_error, path, all_digests)
+            try:
+                recorded, leaf_hashes, derivation = _check_ledger(vault, report)
+                _check_tree(vault, report, leaf_hashes)
+                _check_derived(vault, report, recorded, derivation)
+                unrecorded = _check_objects(vault, report, recorded, listing, hashing, all_digests=all_digests,
+                                            progress=progress, shard=shard)
+            finally:
+                for fut in hashing.values():
+                    fut.cancel()
+    _report_unrecorded(vault, report, unrecorded, snap.size)
     return report
+
+
+def _report_unrecorded(vault: Vault, report: VerifyReport, unrecorded: list[tuple[str, str]], snapshot_size: int) -> None:
+    """``object-unrecorded`` for objects no entry records, read AFTER the snapshot closed.
+
+    An object placed by an ingest that committed after the snapshot is recorded by an entry
+    at seq >= ``snapshot_size``: it is outside what this run checks, not an anomaly.  An
+    object is placed only after its entry commits (§4), so one that is still unrecorded now
+    was added outside evidencelock (or its entry was deleted).
+    """
+    if not unrecorded:
+        return
+    later: set[str] = set()
+    for row in vault.ledger.rows(start=snapshot_size):
+        try:
+            e = SignedEntry.from_bytes(row.canonical, row.signature).entry
+        except FormatError:
+            continue
+        if e.type == "ingest" and isinstance(e.body.get("item"), str):
+            later.add(e.body["item"])
+    for name, rel in unrecorded:
+        if name not in later:
+            report.add("object-unrecorded", f"object {rel}",
+                       "object in the store that no ledger entry records; it was added outside evidencelock or its entry was deleted")
 
 
 def _in_shard(sha: str, shard: tuple[int, int] | None) -> bool:
@@ -134,19 +162,22 @@ def _hash_or_error(path: Any, second: bool) -> Any:
         return exc
 
 
-def _check_ledger(vault: Vault, report: VerifyReport) -> tuple[dict[str, _Recorded], list[bytes]]:
+def _check_ledger(vault: Vault, report: VerifyReport) -> tuple[dict[str, _Recorded], list[bytes], Derivation]:
     verifier = ChainVerifier()
     recorded: dict[str, _Recorded] = {}
     leaf_hashes: list[bytes] = []
-    for row in vault.ledger.rows():
+    derivation = Derivation()
+    # start=None: every row, also one with a negative seq (only a database edit makes one).
+    for row in vault.ledger.rows(start=None, columns=True):
         report.entries += 1
         subject = f"entry {row.seq}"
         try:
             signed = SignedEntry.from_bytes(row.canonical, row.signature, subject=subject)
         except FormatError as exc:
             report.add("entry-malformed", subject, f"{exc.message}; the entry may have been edited in the database")
-            verifier.next_seq = row.seq + 1
-            verifier.prev = row.entry_hash
+            if row.seq >= 0:  # a planted negative row must not resynchronise the chain check
+                verifier.next_seq = row.seq + 1
+                verifier.prev = row.entry_hash
             leaf_hashes.append(bytes.fromhex(row.leaf_hash) if len(row.leaf_hash) == 64 else b"")
             continue
         leaf_hashes.append(signed.leaf_hash)
@@ -156,10 +187,17 @@ def _check_ledger(vault: Vault, report: VerifyReport) -> tuple[dict[str, _Record
         if row.entry_hash != signed.entry_hash or row.leaf_hash != signed.leaf_hash.hex():
             report.add("entry-hash-column", subject,
                        f"stored hash columns do not match the entry bytes: expected={signed.entry_hash} found={row.entry_hash}")
+        if row.seq < 0:
+            continue  # only a database edit makes one (reported above); keep the chain checks of the real rows
+        trusted = True
         try:
             verifier.feed(signed)
         except EvidenceLockError as exc:
+            trusted = False
             report.add(_code_for(exc), subject, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+        _add(report, entry_column_mismatches(row.seq, row.columns or {}, signed))
+        if signed.entry.seq == row.seq:  # a copy planted at another seq derives nothing (reported above)
+            derivation.feed(signed, trusted=trusted)
         e = signed.entry
         if e.type == "ingest":
             body = e.body
@@ -177,7 +215,12 @@ def _check_ledger(vault: Vault, report: VerifyReport) -> tuple[dict[str, _Record
                 src = body.get("source") if isinstance(body.get("source"), dict) else {}
                 recorded[sha] = _Recorded(sha, digests.get("blake3"), size, e.seq, str(src.get("path", "")))
     report.tree_size = len(leaf_hashes)
-    return recorded, leaf_hashes
+    return recorded, leaf_hashes, derivation
+
+
+def _add(report: VerifyReport, mismatches: list[Mismatch]) -> None:
+    for m in mismatches:
+        report.add(m.code, m.subject, m.message, m.severity)
 
 
 def _code_for(exc: EvidenceLockError) -> str:
@@ -219,24 +262,19 @@ def _check_tree(vault: Vault, report: VerifyReport, leaf_hashes: list[bytes]) ->
     transparency.check_checkpoints(vault, report, leaf_hashes)
 
 
-def _check_derived(vault: Vault, report: VerifyReport, recorded: dict[str, _Recorded]) -> None:
+def _check_derived(vault: Vault, report: VerifyReport, recorded: dict[str, _Recorded], derivation: Derivation) -> None:
+    """Every row of items (incl. media_json), sources and keys against the entries (§6)."""
     with vault.ledger.reader() as conn:
-        rows = {r.sha256: r for r in conn.execute(select(schema.items)).all()}
-    for sha, rec in recorded.items():
-        row = rows.get(sha)
-        if row is None:
-            report.add("index-missing-item", f"item {sha[:16]}…", f"recorded at entry {rec.seq} but missing from the items index")
-        elif row.size != rec.size or (rec.second and row.second_digest != rec.second):
-            report.add("index-item-mismatch", f"item {sha[:16]}…", "items index disagrees with the ingest entry")
-    for sha in rows.keys() - recorded.keys():
-        report.add("index-extra-item", f"item {sha[:16]}…", "in the items index but recorded by no ingest entry")
+        _add(report, derivation.compare(conn))
 
 
 def _check_objects(vault: Vault, report: VerifyReport, recorded: dict[str, _Recorded], listing: list[tuple[str, Any]],
                    hashing: dict[str, Future[Any]], *, all_digests: bool, progress: ProgressFn | None,
-                   shard: tuple[int, int] | None) -> None:
+                   shard: tuple[int, int] | None) -> list[tuple[str, str]]:
+    """Returns the (name, path) of objects the snapshot does not record (see _report_unrecorded)."""
     store = vault.store
     present: dict[str, Any] = {}
+    unrecorded: list[tuple[str, str]] = []
     for name, path in listing:
         rel = os.path.relpath(path, vault.root)
         if not store.object_is_placed_correctly(name, path):
@@ -244,8 +282,7 @@ def _check_objects(vault: Vault, report: VerifyReport, recorded: dict[str, _Reco
             continue
         if name not in recorded:
             hashing.pop(name, None)
-            report.add("object-unrecorded", f"object {rel}",
-                       "object in the store that no ledger entry records; it was added outside evidencelock or its entry was deleted")
+            unrecorded.append((name, rel))  # reported after the snapshot, unless a later entry records it
             continue
         present[name] = path
     staged = {}
@@ -262,7 +299,7 @@ def _check_objects(vault: Vault, report: VerifyReport, recorded: dict[str, _Reco
     for sha, rec in sorted(recorded.items()):
         if not _in_shard(sha, shard):
             continue
-        path = present.get(sha) or staged.get(sha)
+        path = present.get(sha) or staged.get(sha) or _placed_since(vault, sha)
         if path is None:
             report.add("object-missing", rec.subject, f"recorded at entry {rec.seq} but its object is missing from the store")
             continue
@@ -273,6 +310,9 @@ def _check_objects(vault: Vault, report: VerifyReport, recorded: dict[str, _Reco
     for rec, path, is_staged in todo:
         fut = hashing.get(rec.sha256)
         result = _hash_or_error(path, all_digests) if is_staged or fut is None else fut.result()
+        if isinstance(result, OSError) and is_staged and store.path_for(rec.sha256).is_file():
+            path, is_staged = store.path_for(rec.sha256), False  # rolled forward meanwhile (§4)
+            result = _hash_or_error(path, all_digests)
         subject = rec.subject
         rel = os.path.relpath(path, vault.root)
         report.objects_checked += 1
@@ -291,6 +331,44 @@ def _check_objects(vault: Vault, report: VerifyReport, recorded: dict[str, _Reco
             report.add("object-digest-mismatch", subject, f"blake3 of {rel}: expected={rec.second} found={result.second}")
         if not is_staged and not store.is_read_only(path):
             report.add("object-writable", subject, f"{rel} is writable; objects must be read-only", "notice")
+    return unrecorded
+
+
+def _placed_since(vault: Vault, sha: str, *, wait: float = 60.0) -> Any:
+    """The object of a recorded item that the listing did not see, if a running ingest placed
+    it meanwhile (§4: an entry commits before its object is linked into place).
+
+    While a LIVE staging session still holds ``<sha>.*.staged`` the object is being placed:
+    wait for it (bounded).  No staged copy and no object: it is missing (None).
+    """
+    import time
+
+    final = vault.store.path_for(sha)
+    deadline = time.monotonic() + wait
+    while True:
+        if os.path.isfile(final) and not os.path.islink(final):
+            return final
+        if not _in_flight(vault, sha) or time.monotonic() > deadline:
+            return final if os.path.isfile(final) and not os.path.islink(final) else None
+        time.sleep(0.05)
+
+
+def _in_flight(vault: Vault, sha: str) -> bool:
+    """A staged copy of ``sha`` in some staging session (links are not followed)."""
+    try:
+        with os.scandir(vault.store.staging_dir) as sessions:
+            for session in sessions:
+                if not session.is_dir(follow_symlinks=False):
+                    continue
+                try:
+                    with os.scandir(session.path) as files:
+                        if any(f.name.startswith(sha + ".") and f.name.endswith(".staged") for f in files):
+                            return True
+                except OSError:
+                    continue
+    except OSError:
+        return False
+    return False
 
 
 def audit_vault(vault: Vault, *, key: CustodianKey, now: Callable[[], datetime], all_digests: bool = False,

@@ -38,6 +38,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from . import schema
+from .derived import backed_index_hits, media_digest
 from .entry import format_time
 from .errors import InputError, StorageError
 from .keys import CustodianKey
@@ -129,6 +130,19 @@ ProgressFn = Callable[[str, int], None]  # (event, n): ("file", 1) / ("bytes", n
 def display_path(raw: bytes) -> str:
     """A printable form of a file-system path; undecodable bytes shown as \\xNN."""
     return raw.decode("utf-8", errors="backslashreplace")
+
+
+def _sign_media_digest(body: dict[str, Any], media_json: dict[str, Any]) -> None:
+    """docs/ledger-format.md §4.1 ``media_sha256``: SHA-256 of the RFC 8785 bytes of the full
+    metadata exactly as ``items.media_json`` stores it, so ``verify`` can check that unsigned column."""
+    import json
+
+    from .errors import FormatError
+
+    try:
+        body["media_sha256"] = media_digest(json.loads(json.dumps(media_json)))
+    except (FormatError, ValueError, TypeError):
+        pass  # not canonicalisable (e.g. NaN): only the signed summary is covered, as for old entries
 
 
 @dataclass(frozen=True)
@@ -603,6 +617,8 @@ def _finish_batch(vault: Vault, batch: list[tuple[Future[_Read], Candidate]], *,
                 select(schema.items.c.sha256, schema.items.c.first_seq).where(schema.items.c.sha256.in_(shas))
             )
         }
+        # Issue 9 item 10: a planted/edited index row must not skip a file or misdirect duplicate_of.
+        recorded_sources, first_seq = backed_index_hits(conn, case=case, sources=recorded_sources, first_seq=first_seq)
         drafts: list[Draft] = []
         for pos, read, source, media_json in reads:
             d = read.staged.digests
@@ -630,6 +646,7 @@ def _finish_batch(vault: Vault, batch: list[tuple[Future[_Read], Candidate]], *,
             if media_json is not None:
                 body["media"] = {k: media_json[k] for k in ("kind", "summary", "flags", "errors", "extractor")
                                  if k in media_json}
+                _sign_media_digest(body, media_json)
             recorded_sources[(d.sha256, source["key"])] = seq
             drafts.append(Draft(format_time(now()), "ingest", case, key.key_id, body))
         return drafts

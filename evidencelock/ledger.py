@@ -10,6 +10,7 @@ the Merkle tree and updates the derived tables, then commits: all or nothing.
 from __future__ import annotations
 
 import json
+import threading
 from contextlib import contextmanager
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ class EntryRow:
     signature: bytes
     entry_hash: str
     leaf_hash: str
+    columns: dict[str, Any] | None = None  # the denormalised columns (type, case_id, …), when asked for
 
 
 Builder = Callable[[Connection, Tail], Entry | None]
@@ -68,6 +70,7 @@ class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
+        self._pinned: tuple[int, Connection] | None = None
 
     @classmethod
     def open(cls, url: str, *, create: bool = False) -> "Ledger":
@@ -177,7 +180,14 @@ class Ledger:
 
     @contextmanager
     def reader(self) -> Iterator[Connection]:
-        """A connection for reading: a snapshot, without taking SQLite's write lock."""
+        """A connection for reading: a snapshot, without taking SQLite's write lock.
+
+        Inside :meth:`snapshot` (same thread) every reader is that snapshot's connection.
+        """
+        pinned = self._pinned
+        if pinned is not None and pinned[0] == threading.get_ident():
+            yield pinned[1]
+            return
         with self.engine.connect() as conn:
             conn.info["writer"] = False
             try:
@@ -185,22 +195,47 @@ class Ledger:
             finally:
                 conn.info["writer"] = True
 
-    def rows(self, *, start: int = 0, batch: int = 5000) -> Iterator[EntryRow]:
-        """Every stored row in seq order, streamed in batches (flat memory)."""
+    @contextmanager
+    def snapshot(self) -> Iterator[Tail]:
+        """Hold ONE read transaction: every :meth:`reader` of this thread sees the same state.
+
+        ``verify``/``audit`` read entries, tree, derived tables and checkpoints inside one
+        snapshot, so an ingest committing meanwhile is simply not seen (docs/vault-layout.md
+        §6) instead of making the tables look inconsistent.  Yields the tail at the snapshot.
+        """
+        if self._pinned is not None:
+            raise RuntimeError("a snapshot is already open")
+        with self.reader() as conn:
+            if not self.is_sqlite:
+                conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            tail = self._tail(conn)  # the first read fixes the snapshot (SQLite WAL, PostgreSQL)
+            self._pinned = (threading.get_ident(), conn)
+            try:
+                yield tail
+            finally:
+                self._pinned = None
+
+    def rows(self, *, start: int | None = 0, batch: int = 5000, columns: bool = False) -> Iterator[EntryRow]:
+        """Every stored row in seq order, streamed in batches (flat memory).
+
+        ``start=None`` reads every row, including any with a negative seq (which only an
+        edit of the database can create: ``verify`` must see it).  ``columns`` also returns
+        the denormalised columns, for comparison with the canonical bytes.
+        """
         t = schema.entries
-        last = start - 1
+        extra = (t.c.type, t.c.case_id, t.c.actor, t.c.time, t.c.item) if columns else ()
+        last = None if start is None else start - 1
         with self.reader() as conn:
             while True:
-                chunk = conn.execute(
-                    select(t.c.seq, t.c.canonical, t.c.signature, t.c.entry_hash, t.c.leaf_hash)
-                    .where(t.c.seq > last)
-                    .order_by(t.c.seq)
-                    .limit(batch)
-                ).all()
+                q = select(t.c.seq, t.c.canonical, t.c.signature, t.c.entry_hash, t.c.leaf_hash, *extra)
+                if last is not None:
+                    q = q.where(t.c.seq > last)
+                chunk = conn.execute(q.order_by(t.c.seq).limit(batch)).all()
                 if not chunk:
                     return
                 for r in chunk:
-                    yield EntryRow(r.seq, bytes(r.canonical), bytes(r.signature), r.entry_hash, r.leaf_hash)
+                    cols = {c.name: r._mapping[c.name] for c in extra} if columns else None
+                    yield EntryRow(r.seq, bytes(r.canonical), bytes(r.signature), r.entry_hash, r.leaf_hash, cols)
                 last = chunk[-1].seq
 
     def entries_for_item(self, sha256: str) -> list[SignedEntry]:

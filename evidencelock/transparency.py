@@ -36,6 +36,7 @@ from sqlalchemy import Connection, select
 
 from . import checkpoint as cp_mod
 from . import merkle, schema, timestamp, treestore
+from .derived import require_tree_matches_entries
 from .entry import SignedEntry, format_time, parse_time
 from .errors import (
     EvidenceLockError,
@@ -178,6 +179,8 @@ def _enrolled_from_entries(conn: Connection) -> dict[str, PublicKey]:
     for r in conn.execute(select(t.c.seq, t.c.canonical, t.c.signature).where(t.c.type == "key-enroll").order_by(t.c.seq)):
         try:
             e = SignedEntry.from_bytes(bytes(r.canonical), bytes(r.signature), subject=f"entry {r.seq}").entry
+            if e.type != "key-enroll":
+                continue  # the type column was edited (verify reports index-entry-column); the bytes decide
             raw = bytes.fromhex(str(e.body.get("public_key", "")))
             keys[key_id_for(raw)] = PublicKey(raw, str(e.body.get("name", "")))
         except (EvidenceLockError, ValueError):
@@ -344,7 +347,8 @@ def create_checkpoint(
         keys = _enrolled_from_entries(conn)
         if key.key_id not in keys:
             raise InputError("the signing key is not enrolled in this vault", subject=key.key_id[:16])
-        size = treestore.tree_size(conn)
+        # §6.2: never sign a root the stored tree table claims without the entries backing it.
+        size = require_tree_matches_entries(conn, action="sign a checkpoint")
         root = treestore.root_at(conn, size)
     head = cp_mod.Checkpoint(origin, size, root)
     note_text = cp_mod.sign_note(head, origin, key.sign, key.public.raw)
@@ -533,6 +537,7 @@ def inclusion_proof_for_item(vault: "Vault", sha256: str, checkpoint: cp_mod.Che
     proofs: list[ItemProof] = []
     later: list[int] = []
     with vault.ledger.reader() as conn:
+        require_tree_matches_entries(conn, action="prove inclusion")
         if checkpoint.tree_size > treestore.tree_size(conn):
             raise ProofError(f"the checkpoint has {checkpoint.tree_size} entries but the ledger only "
                              f"{treestore.tree_size(conn)}", subject="checkpoint",
@@ -581,6 +586,8 @@ def consistency_proof(vault: "Vault", old_checkpoint_note_text: str | bytes, *, 
     with vault.ledger.reader() as conn:
         keys = list(vault_keys) or [k.raw for k in _enrolled_from_entries(conn).values()]
         _, old = verified_note(old_checkpoint_note_text, origin, keys)
+        # Roots and proofs below come from tree_nodes: first check it IS the tree of the entries.
+        require_tree_matches_entries(conn, action="prove consistency")
         size_now = treestore.tree_size(conn)
         new_note: str | None = None
         new_id: int | None = None

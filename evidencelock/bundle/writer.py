@@ -167,6 +167,16 @@ def _check_objects_openable(vault: Vault, sha_items: Sequence[str]) -> None:
                                          "nothing was exported or signed") from None
 
 
+def _require_index(vault: Vault, case: str) -> None:
+    """Issue 9 item 10: the item list, entry selection, names, sizes and metadata below come
+    from derived tables and columns; refuse (exit 1, rows named) unless every one of them
+    agrees with the signed entry bytes, and the tree with the entries (docs/vault-layout.md §6)."""
+    from ..derived import require_index_consistent
+
+    with vault.ledger.reader() as conn:
+        require_index_consistent(conn, action=f"export case {case!r}")
+
+
 def _resolve_items(vault: Vault, case: str, items: Sequence[str] | None) -> list[str]:
     with vault.ledger.reader() as conn:
         in_case = [r.sha256 for r in conn.execute(
@@ -423,6 +433,7 @@ def export_bundle(
         raise InputError("the bundle target already exists; choose a new name", subject=str(out))
     if not out.parent.is_dir():
         raise InputError("the folder for the bundle does not exist", subject=str(out.parent))
+    _require_index(vault, case)
     scanned, signed_items = _scan_case(vault, case)
     _check_sources(vault, case, signed_items)
     sha_items = _resolve_items(vault, case, items)

@@ -447,7 +447,7 @@ def test_export_is_not_fooled_by_an_edited_case_column(small_vault, tmp_path):
     _sql(small_vault, "UPDATE entries SET case_id = 'Other case' WHERE type = 'transfer'")
     p = run_cli("export", "--case", CASE, "-o", tmp_path / "edited", "--no-report", vault=small_vault)
     assert p.code == 1 and "Traceback" not in p.stderr, p.stdout + p.stderr
-    assert "derived columns" in p.stdout + p.stderr and "entry" in p.stdout + p.stderr
+    assert "index-entry-column" in p.stderr and "case_id" in p.stderr, p.stderr
     assert not (tmp_path / "edited").exists()
 
 
@@ -455,7 +455,7 @@ def test_export_is_not_fooled_by_a_deleted_sources_row(small_vault, tmp_path):
     _sql(small_vault, "DELETE FROM sources WHERE id = (SELECT MIN(id) FROM sources)")
     p = run_cli("export", "--case", CASE, "-o", tmp_path / "edited", "--no-report", vault=small_vault)
     assert p.code == 1 and "Traceback" not in p.stderr, p.stdout + p.stderr
-    assert "appears only in the signed ingest entries" in p.stdout + p.stderr
+    assert "index-source-missing" in p.stderr and "sources" in p.stderr, p.stderr
     assert not (tmp_path / "edited").exists()
 
 

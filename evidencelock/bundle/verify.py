@@ -47,7 +47,9 @@ __all__ = ["Check", "BundleReport", "verify_bundle", "note_signer", "tsa_root_sh
            "BUNDLE_VERSION", "HASH_ALGORITHMS"]
 
 BUNDLE_FORMAT = "evidencelock-bundle"
-BUNDLE_VERSION = 1
+# Version 2 (issue 9): signed `record` of included entries, all four manifests, closed file list,
+# bag-info bound to signed data.  Version 1 bundles cannot show completeness: refused, named.
+BUNDLE_VERSION = 2
 HASH_ALGORITHMS = {"sha256": 64, "sha512": 128, "sha384": 96, "sha224": 56, "sha1": 40, "md5": 32}
 _MANIFEST = re.compile(r"\A(tag)?manifest-([a-z0-9]+)\.txt\Z")
 _LINE = re.compile(r"\A([0-9A-Fa-f]+)[ \t]+\*?(.+)\Z")
@@ -528,7 +530,11 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
         report.fail("evidence-tag-manifest", "an evidence bundle must carry a tag manifest covering its evidence files", "tagmanifest-sha256.txt")
     meta = _json_file(src, "evidence/bundle.json", report, "evidence-format")
     if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT or meta.get("version") != BUNDLE_VERSION:
-        if meta is not None:
+        if isinstance(meta, dict) and meta.get("format") == BUNDLE_FORMAT and meta.get("version") == 1:
+            report.fail("evidence-format", "bundle format version 1 (made by evidencelock before the signed record of "
+                        "included entries existed): which custody entries were left out cannot be checked; ask the "
+                        f"custodian to export the case again (format version {BUNDLE_VERSION})", "evidence/bundle.json")
+        elif meta is not None:
             report.fail("evidence-format", f"expected format {BUNDLE_FORMAT!r} version {BUNDLE_VERSION}", "evidence/bundle.json")
         return
     report.case = str(meta.get("case", ""))

@@ -238,18 +238,6 @@ def _scan_case(vault: Vault, case: str) -> tuple[dict[int, SignedEntry], set[str
     return out, items
 
 
-def _check_sources(vault: Vault, case: str, signed_items: set[str]) -> None:
-    """The ``sources`` table (which lists a case's items) must agree with the signed ingests."""
-    with vault.ledger.reader() as conn:
-        in_table = {r.sha256 for r in conn.execute(
-            select(schema.sources.c.sha256).where(schema.sources.c.case_id == case).distinct()).all()}
-    for sha in sorted(in_table ^ signed_items):
-        where = "the sources table" if sha in in_table else "the signed ingest entries"
-        raise VerificationError(f"item {sha} of case {case!r} appears only in {where}", subject="sources",
-                                hint="the vault database may have been modified; run `evidencelock verify`; "
-                                     "nothing was exported")
-
-
 def is_relevant(s: SignedEntry, case: str, items: set[str]) -> bool:
     """docs/bundle-format.md §4.1: the entries a bundle of ``items`` of ``case`` must include."""
     e = s.entry
@@ -434,8 +422,7 @@ def export_bundle(
     if not out.parent.is_dir():
         raise InputError("the folder for the bundle does not exist", subject=str(out.parent))
     _require_index(vault, case)
-    scanned, signed_items = _scan_case(vault, case)
-    _check_sources(vault, case, signed_items)
+    scanned, _ = _scan_case(vault, case)
     sha_items = _resolve_items(vault, case, items)
     _check_objects_openable(vault, sha_items)
     entries = {seq: s for seq, s in scanned.items() if is_relevant(s, case, set(sha_items))}

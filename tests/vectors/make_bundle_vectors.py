@@ -43,7 +43,7 @@ def build() -> dict[str, Any]:
         prev = s.entry_hash
     leaves = [s.leaf_hash for s in entries]
     meta = {
-        "format": "evidencelock-bundle", "version": 1, "origin": ORIGIN, "case": CASE,
+        "format": "evidencelock-bundle", "version": 2, "origin": ORIGIN, "case": CASE,
         "created": "2014-04-30T11:00:00.000000Z", "software": "evidencelock (vector)", "exporter": key.key_id,
         "checkpoint": {"size": len(leaves), "root": merkle.root_hash(leaves).hex(), "file": "evidence/checkpoint.txt"},
         "items": [{"path": "data/DCIM/hello.txt", "sha256": sha, "sha512": hashlib.sha512(PAYLOAD).hexdigest(),

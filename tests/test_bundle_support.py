@@ -39,6 +39,11 @@ def make_case_files(root: Path) -> Path:
     if CORPUS.is_dir():
         shutil.copy(CORPUS / "photos" / "Canon_40D.jpg", src / "a" / "IMG 0001.jpg")
         shutil.copy(CORPUS / "video" / "sample.mp4", src / "b" / "clip.mp4")
+    else:  # a fresh clone has no ../shared: real media made here (a camera JPEG with EXIF, an OpenCV video)
+        from mediagen import make_jpeg, make_video
+
+        make_jpeg(src / "a" / "IMG 0001.jpg", 40, exif={"0th": {271: b"Canon", 272: b"Canon EOS 40D"}, "Exif": {}})
+        make_video(src / "b" / "clip.mp4", 41, seconds=2)
     (src / "a" / "notes: draft?.txt").write_bytes(b"witness statement, draft 1\n")
     (src / "b" / "Résumé.txt").write_bytes("caf\u00e9 au lait\n".encode())
     (src / "a" / "data.bin").write_bytes(bytes(range(256)) * 40)

@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -37,7 +37,7 @@ from sqlalchemy import Connection, select
 from . import checkpoint as cp_mod
 from . import merkle, schema, timestamp, treestore
 from .derived import require_tree_matches_entries
-from .entry import SignedEntry, format_time, parse_time
+from .entry import Entry, SignedEntry, format_time, parse_time
 from .errors import (
     EvidenceLockError,
     FormatError,
@@ -172,15 +172,25 @@ def latest_checkpoint(vault: "Vault") -> StoredCheckpoint:
     return _row_to_stored(row)
 
 
-def _enrolled_from_entries(conn: Connection) -> dict[str, PublicKey]:
-    """Keys enrolled by ``key-enroll`` entries, read from the entries (not the derived table)."""
+def _signed_of_type(conn: Connection, type_: str) -> Iterator[Entry]:
+    """Entries of ``type_`` in seq order, decided by their signed bytes: the ``type`` column only
+    narrows the query (an edited column is reported by verify as index-entry-column), a malformed
+    row is skipped (the chain check reports it)."""
     t = schema.entries
-    keys: dict[str, PublicKey] = {}
-    for r in conn.execute(select(t.c.seq, t.c.canonical, t.c.signature).where(t.c.type == "key-enroll").order_by(t.c.seq)):
+    for r in conn.execute(select(t.c.seq, t.c.canonical, t.c.signature).where(t.c.type == type_).order_by(t.c.seq)):
         try:
             e = SignedEntry.from_bytes(bytes(r.canonical), bytes(r.signature), subject=f"entry {r.seq}").entry
-            if e.type != "key-enroll":
-                continue  # the type column was edited (verify reports index-entry-column); the bytes decide
+        except EvidenceLockError:
+            continue
+        if e.type == type_:
+            yield e
+
+
+def _enrolled_from_entries(conn: Connection) -> dict[str, PublicKey]:
+    """Keys enrolled by ``key-enroll`` entries, read from the entries (not the derived table)."""
+    keys: dict[str, PublicKey] = {}
+    for e in _signed_of_type(conn, "key-enroll"):
+        try:
             raw = bytes.fromhex(str(e.body.get("public_key", "")))
             keys[key_id_for(raw)] = PublicKey(raw, str(e.body.get("name", "")))
         except (EvidenceLockError, ValueError):
@@ -190,13 +200,8 @@ def _enrolled_from_entries(conn: Connection) -> dict[str, PublicKey]:
 
 def revocations(conn: Connection) -> dict[str, int]:
     """key id -> seq of the first ``key-revoke`` entry naming it, read from the signed entries."""
-    t = schema.entries
     revoked: dict[str, int] = {}
-    for r in conn.execute(select(t.c.seq, t.c.canonical, t.c.signature).where(t.c.type == "key-revoke").order_by(t.c.seq)):
-        try:
-            e = SignedEntry.from_bytes(bytes(r.canonical), bytes(r.signature), subject=f"entry {r.seq}").entry
-        except EvidenceLockError:
-            continue  # the chain check reports a malformed entry
+    for e in _signed_of_type(conn, "key-revoke"):
         if isinstance(e.body.get("key_id"), str):
             revoked.setdefault(e.body["key_id"], e.seq)
     return revoked

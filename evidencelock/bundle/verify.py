@@ -443,6 +443,8 @@ def _check_bagit(src: BagSource, report: BundleReport, *, jobs: int | None) -> d
     bad_payload = bad_tag = 0
     for p, r in results.items():
         if isinstance(r, str):
+            if p in src.damaged:
+                continue  # reported below, under its zip check name
             report.fail("bagit-payload-fixity" if p.startswith("data/") else "bagit-tag-fixity", r, p)
             continue
         computed[p] = r
@@ -462,9 +464,17 @@ def _check_bagit(src: BagSource, report: BundleReport, *, jobs: int | None) -> d
     if tag_manifests and not bad_tag:
         report.add("bagit-tag-fixity", True, f"{len(tag_files)} tag files matching {'+'.join(sorted(tag_manifests))} tag manifests")
     _check_bag_info(src, report, payload)
+    _report_damaged_members(src, report)
     if not any(c.name == "bagit-completeness" for c in report.checks):
         report.add("bagit-completeness", True, "every payload file is listed in every manifest and every listed file is present")
     return computed
+
+
+def _report_damaged_members(src: BagSource, report: BundleReport) -> None:
+    """§5 step 1: a zip member whose bytes failed to decode (CRC-32, deflate data) while the
+    BagIt layer read it is a named failure of that member, never a crash."""
+    for p, prob in sorted(src.damaged.items()):
+        report.fail(prob.name, prob.detail, p)
 
 
 def _check_bag_info(src: BagSource, report: BundleReport, payload: list[str]) -> None:

@@ -428,12 +428,15 @@ def _check_bagit(src: BagSource, report: BundleReport, *, jobs: int | None) -> d
         report.fail(p.name, p.detail, p.subject)
     names = set(src.sizes)
     manifests = {n: _MANIFEST.match(n) for n in names if "/" not in n and _MANIFEST.match(n)}
-    if "bagit.txt" not in names and not manifests:
-        raise InputError("not a BagIt bag: no bagit.txt and no manifest", subject=src.label,
+    # RFC 8493 §2.1.1 / bundle-format §5 step 2: without bagit.txt the input is not a bag at all
+    # (exit 2).  A bagit.txt that is present but refused (unsafe, damaged) is a named failure.
+    if "bagit.txt" not in names and "bagit.txt" not in src.refused:
+        what = "no bagit.txt and no manifest" if not manifests else "no bagit.txt (RFC 8493 §2.1.1 requires it)"
+        raise InputError(f"not a BagIt bag: {what}", subject=src.label,
                          hint="an evidence bundle is a folder or zip made by `evidencelock export`")
     # RFC 8493 §2.1.1: the bag declaration.
     if "bagit.txt" not in names:
-        report.fail("bagit-declaration", "bagit.txt is missing (RFC 8493 §2.1.1)", "bagit.txt")
+        report.fail("bagit-declaration", "bagit.txt was refused (see above) and cannot be read (RFC 8493 §2.1.1)", "bagit.txt")
     else:
         try:
             decl = src.read_small("bagit.txt", 4096).decode("utf-8")

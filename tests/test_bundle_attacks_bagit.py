@@ -143,3 +143,41 @@ def test_bag_without_bagit_txt_is_not_a_bag(world, bag, tmp_path):
     assert r.code == 2 and "not a BagIt bag" in r.stdout + r.stderr and "Traceback" not in r.stderr
     r = verify_cli(world, zip_bag(bag, tmp_path / "b.zip"))
     assert r.code == 2 and "not a BagIt bag" in r.stdout + r.stderr and "Traceback" not in r.stderr
+
+
+# -- 4. the spec's numbers are the code's numbers ----------------------------------------------------
+DOC = Path(__file__).resolve().parent.parent / "docs" / "bundle-format.md"
+
+
+def test_limits_table_in_the_spec_equals_the_code():
+    import re
+
+    from evidencelock import checkpoint, timestamp
+    from evidencelock.bundle import _paths
+    from evidencelock.bundle.source import Limits
+
+    text = DOC.read_text(encoding="utf-8").split("### 5.1 Limits", 1)[1].split("\n## ", 1)[0]
+    modules = {"Limits": Limits(), "_paths": _paths, "checkpoint": checkpoint, "timestamp": timestamp}
+    checked = set()
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 4 or not (m := re.match(r"\d+", cells[1])):
+            continue
+        names = re.findall(r"`(\w+)\.(\w+)`", cells[2])
+        if names:  # the first number is the first constant's value
+            owner, attr = names[0]
+            assert int(m.group()) == getattr(modules[owner], attr), line
+            checked.add(f"{owner}.{attr}")
+    assert {f"Limits.{f}" for f in Limits.__dataclass_fields__} <= checked, checked
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("con.tar.gz", "_con.tar.gz"), ("Aux.txt", "_Aux.txt"), ("console.txt", "console.txt"), ("con2", "con2"),
+    ("Aux.", "_Aux"), (" .a:b%c. ", "a_b_c"), ("", "unnamed"), ("x" * 200 + ".jpeg", "x" * 145 + ".jpeg"),
+    ("x" * 200 + ".verylongext", "x" * 139 + ".verylongex"), ("x" * 200, "x" * 150),
+])
+def test_payload_name_steps_in_the_spec_match_the_code(name, expected):
+    """§3 steps 3-8, on the spec's own examples and its truncation rule."""
+    from evidencelock.bundle._paths import safe_component
+
+    assert safe_component(name) == expected

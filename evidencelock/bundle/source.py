@@ -35,7 +35,7 @@ _ZIP_DECODE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedEr
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds applied to an untrusted bundle (docs/bundle-format.md §6)."""
+    """Bounds applied to an untrusted bundle (docs/bundle-format.md §5.1)."""
 
     max_files: int = 1_000_000
     max_total_bytes: int = 1 << 42  # 4 TiB of payload

@@ -245,7 +245,7 @@ def _parse_manifest(src: BagSource, name: str, alg: str, report: BundleReport, *
     bad = 0
     # §2: an evidence bundle's manifests are held to the one form the exporter writes; a plain
     # BagIt bag (never VERIFIED, §5 step 3) is read as RFC 8493 allows, so its BagIt verdict is true.
-    strict = "evidence/bundle.json" in src.sizes
+    strict = "evidence/bundle.json" in src.sizes or "evidence/bundle.json" in src.refused
     try:
         with src.open(name) as f:
             for n, raw in enumerate(_manifest_lines(f, src.limits.max_line_bytes), 1):

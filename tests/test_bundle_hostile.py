@@ -224,7 +224,7 @@ def test_manifest_with_malformed_lines(bag):
     add_manifest_line(bag, "abcd  data/short-digest.jpg")
     r = verify_bundle(bag)
     details = " ".join(c.detail for c in failed(r, "bagit-manifest"))
-    assert "is not '<checksum> <path>'" in details and "64 hex digits" in details
+    assert "is not '<checksum>  <path>'" in details and "64 hex digits" in details
 
 
 def test_payload_oxum_wrong(bag):

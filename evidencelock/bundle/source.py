@@ -10,24 +10,32 @@ its CRC).  Nothing is ever written: a zip is read member by member in place.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import struct
 import threading
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import InputError
 from ._paths import UnsafePath, check_bag_path, fold_key
 
-__all__ = ["Limits", "Problem", "BagSource", "DirSource", "ZipSource", "open_source"]
+__all__ = ["Limits", "Problem", "BagSource", "DirSource", "ZipSource", "ZipMemberError", "open_source"]
+
+# docs/bundle-format.md §2: a zipped bundle's members are stored (0) or deflated (8), nothing else.
+ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+# Everything zipfile / zlib raise on a damaged member (bad CRC-32, bad deflate stream,
+# truncated data, a local header that disagrees with the central directory).
+_ZIP_DECODE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, struct.error)
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds applied to an untrusted bundle (docs/bundle-format.md §6)."""
+    """Bounds applied to an untrusted bundle (docs/bundle-format.md §5.1)."""
 
     max_files: int = 1_000_000
     max_total_bytes: int = 1 << 42  # 4 TiB of payload
@@ -51,6 +59,7 @@ class BagSource:
     sizes: dict[str, int] = field(default_factory=dict)  # bag path -> size, regular files only
     problems: list[Problem] = field(default_factory=list)
     refused: set[str] = field(default_factory=set)  # paths seen but refused (not readable)
+    damaged: dict[str, Problem] = field(default_factory=dict)  # zip members that failed to decode when read
 
     def open(self, path: str) -> BinaryIO:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -92,6 +101,57 @@ class BagSource:
             return False
         self.sizes[path] = size
         return True
+
+
+class ZipMemberError(InputError):
+    """A zip member whose bytes do not decode (bad CRC-32, damaged deflate data, truncated):
+    raised from ``read``, recorded in ``BagSource.damaged`` and reported as ``check``."""
+
+    def __init__(self, check: str, member: str, message: str) -> None:
+        super().__init__(message, subject=member)
+        self.check = check
+        self.member = member
+
+
+class _ZipMember(io.RawIOBase):
+    """A member being read: every decoding error becomes a :class:`ZipMemberError` naming it."""
+
+    def __init__(self, source: "ZipSource", path: str, raw: BinaryIO) -> None:
+        super().__init__()
+        self._source, self._path, self._raw = source, path, raw
+
+    def readable(self) -> bool:
+        return True
+
+    def _failed(self, exc: BaseException) -> ZipMemberError:
+        text = str(exc) or type(exc).__name__
+        if "CRC" in text:
+            err = ZipMemberError("bagit-zip-crc", self._path, f"CRC-32 mismatch: the member's bytes differ from the "
+                                 f"CRC-32 recorded in the zip ({text}); the file is damaged or was modified")
+        else:
+            err = ZipMemberError("bagit-zip-crc", self._path, f"the member's data cannot be decoded ({type(exc).__name__}: "
+                                 f"{text}); the file is damaged or was modified")
+        self._source.damaged.setdefault(self._path, Problem(err.check, self._path, err.message))
+        return err
+
+    def readinto(self, b: Any) -> int:
+        try:
+            return self._raw.readinto(b)  # type: ignore[attr-defined,no-any-return]
+        except _ZIP_DECODE_ERRORS as exc:
+            raise self._failed(exc) from None
+
+    def read(self, n: int | None = -1) -> bytes:
+        try:
+            return self._raw.read(-1 if n is None else n)
+        except _ZIP_DECODE_ERRORS as exc:
+            raise self._failed(exc) from None
+
+    def close(self) -> None:
+        try:
+            if self._raw is not None:
+                self._raw.close()
+        finally:
+            super().close()
 
 
 class DirSource(BagSource):
@@ -250,6 +310,13 @@ class ZipSource(BagSource):
                 self.problems.append(Problem("bagit-zip-slip", repr(raw), f"refused: {exc}"))
                 self.refused.add(rel)
                 continue
+            if info.compress_type not in ZIP_METHODS:
+                # §2: only stored and deflate; anything else is refused before any byte is decoded.
+                self.problems.append(Problem("bagit-zip-unsupported", rel,
+                                             f"compression method {info.compress_type} (only 0 stored and 8 deflate "
+                                             "are allowed in a bundle): not read"))
+                self.refused.add(rel)
+                continue
             # Every compressed member (not only large ones): at most ratio x its compressed size
             # plus a small allowance; and all of them together at most ratio x the zip's size.
             if info.compress_type != zipfile.ZIP_STORED and info.file_size > \
@@ -285,8 +352,13 @@ class ZipSource(BagSource):
 
     def open(self, path: str) -> BinaryIO:
         info = self._info[path]
+        member = _ZipMember(self, path, None)  # type: ignore[arg-type]
         with self._lock:
-            return self._zip.open(info)  # type: ignore[return-value]
+            try:
+                member._raw = self._zip.open(info)  # type: ignore[assignment]
+            except _ZIP_DECODE_ERRORS as exc:
+                raise member._failed(exc) from None
+        return member  # type: ignore[return-value]
 
     def close(self) -> None:
         self._zip.close()

@@ -52,7 +52,10 @@ BUNDLE_FORMAT = "evidencelock-bundle"
 BUNDLE_VERSION = 2
 HASH_ALGORITHMS = {"sha256": 64, "sha512": 128, "sha384": 96, "sha224": 56, "sha1": 40, "md5": 32}
 _MANIFEST = re.compile(r"\A(tag)?manifest-([a-z0-9]+)\.txt\Z")
-_LINE = re.compile(r"\A([0-9A-Fa-f]+)[ \t]+\*?(.+)\Z")
+# §2 manifest line: lowercase hex digest, exactly two spaces, the path taken literally; LF ends it.
+_LINE = re.compile(r"\A([0-9a-f]+)  ([^ ].*)\Z", re.DOTALL)
+# RFC 8493 §2.1.3 as other bagging tools write it; used only for a plain bag (no evidence/bundle.json).
+_RFC_LINE = re.compile(r"\A([0-9A-Fa-f]+)[ \t]+\*?(.+)\Z")
 _SEQ_FILE = re.compile(r"\Aevidence/entries/(0|[1-9][0-9]{0,18})\.(json|sig)\Z")
 _KEY_FILE = re.compile(r"\Aevidence/keys/([0-9a-f]{64})\.pem\Z")
 # 1 MiB reads into one reused buffer: large enough for few syscalls and to release the GIL, small
@@ -240,9 +243,17 @@ def _parse_manifest(src: BagSource, name: str, alg: str, report: BundleReport, *
     max_entries = files + 100
     entries: dict[str, str] = {}
     bad = 0
+    # §2: an evidence bundle's manifests are held to the one form the exporter writes; a plain
+    # BagIt bag (never VERIFIED, §5 step 3) is read as RFC 8493 allows, so its BagIt verdict is true.
+    strict = "evidence/bundle.json" in src.sizes or "evidence/bundle.json" in src.refused
     try:
         with src.open(name) as f:
             for n, raw in enumerate(_manifest_lines(f, src.limits.max_line_bytes), 1):
+                if raw is _UNTERMINATED:
+                    if not strict:
+                        break
+                    report.fail(check, f"line {n - 1} does not end with LF (§2: every line ends with one LF)", name)
+                    return None
                 if raw is None:
                     report.fail(check, f"line {n} is longer than {src.limits.max_line_bytes} bytes", name)
                     bad += 1
@@ -255,24 +266,38 @@ def _parse_manifest(src: BagSource, name: str, alg: str, report: BundleReport, *
                 except UnicodeDecodeError:
                     report.fail(check, f"not UTF-8 (RFC 8493 §2.1.3), line {n}", name)
                     return None
-                if not line.strip():
-                    continue
-                if not (m := _LINE.match(line)):
-                    report.fail(check, f"line {n} is not '<checksum> <path>': {line[:80]!r}", name)
+                if not strict:
+                    line = line[:-1] if line.endswith("\r") else line
+                    if not line.strip():
+                        continue
+                if not (m := (_LINE if strict else _RFC_LINE).match(line)) and not _RFC_LINE.match(line):
+                    report.fail(check, f"line {n} is not '<checksum>  <path>': {line[:80]!r}", name)
+                    bad += 1
+                elif strict and (problem := _manifest_line_problem(line)):
+                    report.fail(check, f"line {n}: {problem}: {line[:80]!r}", name)
+                    bad += 1
+                elif m is None:
+                    report.fail(check, f"line {n} is not '<lowercase hex>  <path>': {line[:80]!r}", name)
                     bad += 1
                 elif len(m.group(1)) != HASH_ALGORITHMS[alg]:
                     report.fail(check, f"line {n}: a {alg} digest has {HASH_ALGORITHMS[alg]} hex digits, found {len(m.group(1))}", name)
                     bad += 1
                 else:
-                    # RFC 8493 §2.1.3: CR, LF and % in paths are percent-encoded.
-                    p = m.group(2).replace("%0D", "\r").replace("%0d", "\r").replace("%0A", "\n").replace("%0a", "\n").replace("%25", "%")
+                    # §2: the path is literal; bundle names never contain % (§3), so no percent-decoding.
+                    # RFC 8493 §2.1.3 (plain bags only): CR, LF and % in paths are percent-encoded.
+                    p = m.group(2) if strict else m.group(2).replace("%0D", "\r").replace("%0d", "\r") \
+                        .replace("%0A", "\n").replace("%0a", "\n").replace("%25", "%")
                     try:
                         check_bag_path(p)
                     except UnsafePath as exc:
                         report.fail("bagit-path-safety", f"line {n} names an unsafe path {p[:80]!r}: {exc}", name)
                         bad += 1
                         continue
-                    if tag == p.startswith("data/"):
+                    if tag and (m2 := _MANIFEST.match(p)) and m2.group(1):
+                        report.fail(check, f"line {n}: a tag manifest lists a tag manifest {p!r} (§2: tag manifests "
+                                    "cover every file outside data/ except the tag manifests)", name)
+                        bad += 1
+                    elif tag == p.startswith("data/"):
                         report.fail(check, f"line {n}: {'a tag manifest lists payload' if tag else 'a payload manifest lists a file outside data/'} {p!r}", name)
                         bad += 1
                     elif p in entries:
@@ -293,12 +318,34 @@ def _parse_manifest(src: BagSource, name: str, alg: str, report: BundleReport, *
     return entries
 
 
-_EOL = re.compile(rb"\r\n|\r|\n")
+_EOL = re.compile(rb"\n")
+_UNTERMINATED: Any = object()  # yielded by _manifest_lines after a last line that lacks its LF
+
+
+def _manifest_line_problem(line: str) -> str | None:
+    """§2: the forms other verifiers accept but a bundle never holds, named (None if none)."""
+    if "\r" in line:
+        return "CR in the line (CRLF or CR line end; §2 allows LF only)"
+    if "\t" in line:
+        return "TAB in the line (§2: digest and path are separated by exactly two spaces)"
+    if not line:
+        return "empty line"
+    digest, _, rest = line.partition(" ")
+    if digest != digest.lower():
+        return "uppercase hex digest (§2: lowercase only)"
+    if not rest.startswith(" "):
+        return "one space between digest and path (§2: exactly two)"
+    if rest[1:].startswith((" ", "*")):
+        return "path starts with a space or '*' (a sha256sum binary marker; §2: the path follows two spaces)"
+    if "%" in rest:
+        return "'%' in the path (§2/§3: bundle names never contain it; no percent-decoding)"
+    return None
 
 
 def _manifest_lines(f: Any, max_line: int) -> Iterator[bytes | None]:
-    """Lines of ``f`` without their end (CRLF, LF or CR, RFC 8493 §2.1.3), read 1 MiB at a
-    time; ``None`` stands for a line longer than ``max_line`` bytes, which is skipped unread."""
+    """Lines of ``f`` without their LF (§2: LF is the only line end; a CR stays in the line and
+    is refused), read 1 MiB at a time; ``None`` stands for a line longer than ``max_line``
+    bytes, which is skipped unread; ``_UNTERMINATED`` follows a last line without its LF."""
     rest = b""
     skipping = False
     while True:
@@ -306,24 +353,23 @@ def _manifest_lines(f: Any, max_line: int) -> Iterator[bytes | None]:
         data = rest + chunk if rest else chunk
         if not chunk:
             if rest and not skipping:
-                tail = rest[:-1] if rest.endswith(b"\r") else rest
-                yield tail if len(tail) <= max_line else None
+                yield rest if len(rest) <= max_line else None
+            if rest:
+                yield _UNTERMINATED
             return
         pos = 0
         for m in _EOL.finditer(data):
-            if m.end() == len(data) and data.endswith(b"\r"):
-                break  # a CR at the end of a read may be the first half of a CRLF
             if skipping:
                 skipping = False
             else:
                 yield data[pos:m.start()] if m.start() - pos <= max_line else None
             pos = m.end()
         rest = data[pos:]
-        if len(rest) > max_line + 1:
+        if len(rest) > max_line:
             if not skipping:
                 yield None
                 skipping = True
-            rest = rest[-1:] if rest.endswith(b"\r") else b""
+            rest = b""
 
 
 def _hash_members(src: BagSource, paths: list[str], algs: list[str], jobs: int | None) -> dict[str, dict[str, str] | str]:
@@ -382,12 +428,15 @@ def _check_bagit(src: BagSource, report: BundleReport, *, jobs: int | None) -> d
         report.fail(p.name, p.detail, p.subject)
     names = set(src.sizes)
     manifests = {n: _MANIFEST.match(n) for n in names if "/" not in n and _MANIFEST.match(n)}
-    if "bagit.txt" not in names and not manifests:
-        raise InputError("not a BagIt bag: no bagit.txt and no manifest", subject=src.label,
+    # RFC 8493 §2.1.1 / bundle-format §5 step 2: without bagit.txt the input is not a bag at all
+    # (exit 2).  A bagit.txt that is present but refused (unsafe, damaged) is a named failure.
+    if "bagit.txt" not in names and "bagit.txt" not in src.refused:
+        what = "no bagit.txt and no manifest" if not manifests else "no bagit.txt (RFC 8493 §2.1.1 requires it)"
+        raise InputError(f"not a BagIt bag: {what}", subject=src.label,
                          hint="an evidence bundle is a folder or zip made by `evidencelock export`")
     # RFC 8493 §2.1.1: the bag declaration.
     if "bagit.txt" not in names:
-        report.fail("bagit-declaration", "bagit.txt is missing (RFC 8493 §2.1.1)", "bagit.txt")
+        report.fail("bagit-declaration", "bagit.txt was refused (see above) and cannot be read (RFC 8493 §2.1.1)", "bagit.txt")
     else:
         try:
             decl = src.read_small("bagit.txt", 4096).decode("utf-8")
@@ -443,6 +492,8 @@ def _check_bagit(src: BagSource, report: BundleReport, *, jobs: int | None) -> d
     bad_payload = bad_tag = 0
     for p, r in results.items():
         if isinstance(r, str):
+            if p in src.damaged:
+                continue  # reported below, under its zip check name
             report.fail("bagit-payload-fixity" if p.startswith("data/") else "bagit-tag-fixity", r, p)
             continue
         computed[p] = r
@@ -462,9 +513,17 @@ def _check_bagit(src: BagSource, report: BundleReport, *, jobs: int | None) -> d
     if tag_manifests and not bad_tag:
         report.add("bagit-tag-fixity", True, f"{len(tag_files)} tag files matching {'+'.join(sorted(tag_manifests))} tag manifests")
     _check_bag_info(src, report, payload)
+    _report_damaged_members(src, report)
     if not any(c.name == "bagit-completeness" for c in report.checks):
         report.add("bagit-completeness", True, "every payload file is listed in every manifest and every listed file is present")
     return computed
+
+
+def _report_damaged_members(src: BagSource, report: BundleReport) -> None:
+    """§5 step 1: a zip member whose bytes failed to decode (CRC-32, deflate data) while the
+    BagIt layer read it is a named failure of that member, never a crash."""
+    for p, prob in sorted(src.damaged.items()):
+        report.fail(prob.name, prob.detail, p)
 
 
 def _check_bag_info(src: BagSource, report: BundleReport, payload: list[str]) -> None:

@@ -134,13 +134,15 @@ def _context(meta: Mapping[str, Any], entries: Mapping[int, SignedEntry], enroll
 
 
 def _first_difference(expected: bytes, found: bytes) -> str:
+    """The first differing line, shown from a little before its first differing character."""
+    end = "(end of file)"
     a, b = expected.decode("utf-8", "replace").split("\n"), found.decode("utf-8", "replace").split("\n")
-    for n, (x, y) in enumerate(zip(a, b), 1):
-        if x != y:
-            return f"line {n}: expected={x[:120]!r} found={y[:120]!r}"
-    n = min(len(a), len(b)) + 1
-    return f"line {n}: expected={(a[n - 1] if len(a) >= n else '(end of file)')[:120]!r} " \
-           f"found={(b[n - 1] if len(b) >= n else '(end of file)')[:120]!r}"
+    n = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    x, y = (a[n] if n < len(a) else end), (b[n] if n < len(b) else end)
+    col = next((i for i, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
+    start = max(0, col - 30)
+    cut = (lambda s: ("…" if start else "") + s[start:start + 120]) if end not in (x, y) else (lambda s: s[:120])
+    return f"line {n + 1}: expected={cut(x)!r} found={cut(y)!r}"
 
 
 def check_human_files(src: Any, report: Any, meta: Mapping[str, Any], entries: Mapping[int, SignedEntry],

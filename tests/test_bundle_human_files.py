@@ -167,3 +167,26 @@ def test_report_pdf_is_stated_as_not_checked(bag):
     assert r.code == 0, r.stdout + r.stderr
     assert "report.pdf was NOT checked" in " ".join(r.stdout.split())
 
+
+
+def test_genuine_bundle_with_a_token_but_no_chain_verifies(tmp_path):
+    """Export with a TSA but without its certificates: the human files say the time is not verified,
+    and that rendering is reproduced by the verifier."""
+    from datetime import datetime, timedelta, timezone
+
+    from evidencelock.bundle import export_bundle
+    from evidencelock.ingest import ingest
+    from test_bundle_support import LocalTSA, build_vault
+    from tsa import serve
+
+    vault, clock = build_vault(tmp_path, datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=1))
+    key = vault.unlock(PASSPHRASE)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_bytes(b"a statement\n")
+    ingest(vault, [tmp_path / "in"], key=key, case="C", now=clock, extract_media=False)
+    tsa = LocalTSA(tmp_path / "tsa")
+    with serve(tsa.pki) as server:
+        out = export_bundle(vault, case="C", out=tmp_path / "b.zip", key=key, now=clock, tsa_urls=[server.url]).path
+    vault.close()
+    assert "timestamp.tst" in str(__import__("zipfile").ZipFile(out).namelist())
+    assert_verified(out)

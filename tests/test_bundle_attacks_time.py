@@ -152,10 +152,11 @@ def test_self_made_tsa_time_is_not_established(bag, genuine_root, tmp_path):
     token = token_from_response(openssl_reply(evil, make_request(body)))  # a real `openssl ts -reply` token
     swap_timestamp(bag, token, evil.tsa_cert.read_bytes() + evil.ca_cert.read_bytes())
     p = verify(bag)
-    # Everything else is genuine, so the bundle verifies, but the time is NOT presented as a fact.
-    assert p.code == 0, p.stdout
+    # The time is NOT presented as a fact; and the exporter's certification, VERIFY.md and report
+    # still describe the genuine token, which the bundle no longer carries: refused (§4.7 Human files).
+    assert p.code == 1, p.stdout
     assert "existed no later than" not in section(p.stdout, "Established")
-    assert "claimed by an untrusted TSA" in section(p.stdout, "Not established")
+    assert any(ln.startswith("FAIL evidence-certification certification.md") for ln in p.stdout.splitlines()), p.stdout
     # With the genuine authority's root pinned, the self-made TSA is refused, by name.
     p = verify(bag, "--tsa-root", genuine_root)
     assert p.code == 1, p.stdout
@@ -241,7 +242,10 @@ def test_bundle_without_chain_is_refused_when_a_root_is_pinned(bag, genuine_root
     (bag / "evidence/tsa-chain.pem").unlink()
     regen_tag_manifests(bag)
     p = verify(bag)
-    assert p.code == 0 and "existed no later than" not in p.stdout, p.stdout
+    # The time is not established; the certification's "timestamped by … at …" is no longer backed
+    # by a verifiable token, so it is refused (§4.7 Human files).
+    assert p.code == 1 and "existed no later than" not in section(p.stdout, "Established"), p.stdout
+    assert any(ln.startswith("FAIL evidence-certification certification.md") for ln in p.stdout.splitlines()), p.stdout
     p = verify(bag, "--tsa-root", genuine_root)
     assert p.code == 1 and "FAIL evidence-timestamp-trust" in p.stdout, p.stdout
 

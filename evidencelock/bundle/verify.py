@@ -42,6 +42,7 @@ from ..errors import EvidenceLockError, FormatError, InputError, SignatureError
 from ..keys import PublicKey, key_id_for, public_key_from_pem
 from ._paths import UnsafePath, check_bag_path, derivable_from
 from .source import BagSource, Limits, open_source
+from . import human
 
 __all__ = ["Check", "BundleReport", "verify_bundle", "note_signer", "tsa_root_sha256", "BUNDLE_FORMAT",
            "BUNDLE_VERSION", "HASH_ALGORITHMS"]
@@ -836,9 +837,12 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
     _check_bundle_signature(src, report, meta, computed, enrolled)
     _check_bundle_signer(report, meta, enrolled, revoked, trusted)
     _check_digests(src, report, meta, computed, entries)
+    human.check_human_files(src, report, meta, entries, enrolled, cp, signer, report.timestamp,  # §4.7
+                            "evidence/timestamp.tst" in src.sizes)
 
     # 9. Pinning and plain-words statements.
     _conclude(report, trusted, signer, cp, entries, enrolled, external_checkpoint)
+    human.not_established(report, src)
 
 
 @dataclass(frozen=True)

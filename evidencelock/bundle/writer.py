@@ -507,6 +507,8 @@ def export_bundle(
         _write(ev / "metadata.json", json.dumps({"note": "Extracted at ingest from the files themselves; NOT signed and "
                                                  "not verified fact. Re-derivable from the payload bytes.",
                                                  "items": media}, indent=1, sort_keys=True, ensure_ascii=False).encode())
+        # §4.7: the report renders the metadata exactly as a verifier reads it back from metadata.json.
+        media = json.loads((ev / "metadata.json").read_bytes())["items"]
         ctx = handbook.Context(
             case=case, origin=cp.origin, created=_fmt(created), software=_software(), exporter=key.key_id,
             exporter_name=key.name, checkpoint=cp, checkpoint_signer=signer, timestamp=_stamp_info(stamp),

@@ -1687,10 +1687,13 @@ def _proofs_problems(proofs: Any, entries: Mapping[int, SignedEntry], cp: Checkp
     """§4.5: shape of proofs.json, and exactly one inclusion proof per included entry, each entry
     below the checkpoint's tree size.  Returns (subject, problem) pairs."""
     f = "evidence/proofs.json"
+    beyond = [(f"entry {seq}", f"entry seq {seq} is not below the checkpoint's tree size {cp.tree_size}: the "
+               "checkpoint does not contain it (added after the log was signed?)") for seq in sorted(entries)
+              if seq >= cp.tree_size][:50]
     if not isinstance(proofs, dict):
-        return [(f, f"must be a JSON object with tree_size, root_hash, inclusion, consistency; found {type(proofs).__name__}: "
+        return beyond + [(f, f"must be a JSON object with tree_size, root_hash, inclusion, consistency; found {type(proofs).__name__}: "
                     "without it no entry is bound to the checkpoint")]
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, str]] = beyond
     if set(proofs) != {"tree_size", "root_hash", "inclusion", "consistency"}:
         out.append((f, f"members expected=['consistency', 'inclusion', 'root_hash', 'tree_size'] found={sorted(proofs)}"))
     if not _is_int(proofs.get("tree_size")):
@@ -1707,8 +1710,4 @@ def _proofs_problems(proofs: Any, entries: Mapping[int, SignedEntry], cp: Checkp
     for k, path in incl.items():
         if k in wanted and (not isinstance(path, list) or not all(_is_hex(h) for h in path)):
             out.append((f"entry {k}", "inclusion proof must be a list of 64-hex hashes"))
-    for seq in sorted(entries):
-        if seq >= cp.tree_size:
-            out.append((f"entry {seq}", f"entry seq {seq} is not below the checkpoint's tree size {cp.tree_size}: the "
-                        "checkpoint does not contain it (added after the log was signed?)"))
     return out

@@ -90,6 +90,7 @@ def note_signer(note: SignedNote, keys: Iterable[PublicKey], name: str, *,
         by_id.setdefault(cp_mod.note_key_id(name, k.raw), {})[k.key_id] = k
     good: dict[str, PublicKey] = {}
     bad: list[str] = []
+    ignored: list[str] = []
     for sig in note.signatures:
         cands = by_id.get(sig.key_id, {}) if sig.name == name else {}
         if not cands:
@@ -104,9 +105,9 @@ def note_signer(note: SignedNote, keys: Iterable[PublicKey], name: str, *,
                 continue
         live = [k for k in cands.values() if not (k.key_id in revoked and revoked[k.key_id] < size)]
         if not live:
-            if notices is not None:
-                notices.append(f"a signature line by key {next(iter(cands))[:16]}…, revoked at entry "
-                               f"{revoked[next(iter(cands))]} (below tree size {size}), was ignored")
+            k = next(iter(cands.values()))
+            ignored.append(f"entry {revoked[k.key_id]} revoked key {k.name!r} ({k.key_id[:16]}…) before this checkpoint "
+                           f"(tree size {size}): its signature line was ignored")
             continue
         if verified is None:
             bad.append(", ".join(k[:16] + "…" for k in sorted(cands)))
@@ -115,9 +116,12 @@ def note_signer(note: SignedNote, keys: Iterable[PublicKey], name: str, *,
     if bad:
         raise SignatureError(f"a signature line of a known, unrevoked key does not verify (key {'; '.join(bad)}): every "
                              "such line MUST verify", hint="the checkpoint was altered or a forged line was added")
+    if notices is not None:
+        notices.extend(ignored)
     if not good:
         raise SignatureError(f"no valid signature by any known, unrevoked key under name {name!r}: found signers "
-                             f"{[(s.name, s.key_id.hex()) for s in note.signatures]}",
+                             f"{[(s.name, s.key_id.hex()) for s in note.signatures]}"
+                             + (f"; {'; '.join(ignored)}; a revoked key may not sign" if ignored else ""),
                              hint="the checkpoint was signed by a key that is not enrolled in this bundle, or revoked")
     for kid in sorted(good):
         if kid in pinned:
@@ -1268,8 +1272,8 @@ def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: Publ
                         f"{_who(signer.key_id, enrolled) + ' (key id ' + signer.key_id + ')' if signer else '(no verified signer)'}"
                         f", which is not among the --trusted-key keys {sorted(trusted_ids)}", "evidence/checkpoint.txt")
     # No claim without its check: a check that every verdict rests on and that did not run is a failure.
-    for check in _CORE_CHECKS:
-        if check not in passed and not any(c.name == check for c in report.failures):
+    for check in _CORE_CHECKS if not report.failures else ():
+        if check not in passed:
             report.fail(check, "this check did not run (nothing to check, or its input was unusable): what it would "
                         "establish is not established")
     if report.failures:

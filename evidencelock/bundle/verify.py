@@ -833,6 +833,10 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
     _check_bag_info_signed(src, report, meta)
     _check_allowed_files(src, report)
     _check_bagit_txt_exact(src, report)
+    if "evidence/metadata.json" in src.sizes:  # §4 "Strict JSON", §4.8: an object
+        if not isinstance(_json_file(src, "evidence/metadata.json", report, "evidence-format"), dict):
+            if not any(c.subject == "evidence/metadata.json" for c in report.failures):
+                report.fail("evidence-format", "must be a JSON object (§4.8)", "evidence/metadata.json")
 
     # 8. The exporter's signature over bundle.json pins the unsigned tag files.
     _check_bundle_signature(src, report, meta, computed, enrolled)

@@ -729,10 +729,14 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
                    "evidence/checkpoint.txt")
         report.checkpoint = {"origin": cp.origin, "size": cp.tree_size, "root": cp.root_hash.hex(), "signer": signer.key_id,
                              "signer_name": signer.name}
-        sig = next(s for s in note.signatures if s.name == name and s.key_id == cp_mod.note_key_id(name, signer.raw))
-        for p, expected in (("evidence/checkpoint-body.txt", note.unverified_body), ("evidence/checkpoint.sig", sig.signature)):
+        # §4.4: checkpoint.sig is the raw signature of one line by a known, unrevoked key (every
+        # such line verified above), whichever the pins make the reported signer.
+        live_ids = {cp_mod.note_key_id(name, k.raw) for k in all_keys
+                    if not (k.key_id in revoked and revoked[k.key_id] < cp.tree_size)}
+        sigs = {s.signature for s in note.signatures if s.name == name and s.key_id in live_ids}
+        for p, expected in (("evidence/checkpoint-body.txt", {note.unverified_body}), ("evidence/checkpoint.sig", sigs)):
             try:
-                if src.read_small(p, 1 << 16) != expected:
+                if src.read_small(p, 1 << 16) not in expected:
                     report.fail("evidence-checkpoint-files", "differs from the signed note in checkpoint.txt", p)
             except (KeyError, InputError, OSError) as exc:
                 report.fail("evidence-checkpoint-files", f"by-hand copy unavailable: {exc!s}", p)

@@ -263,3 +263,24 @@ def test_checkpoint_without_a_line_by_the_pinned_key_is_refused(world, bag):
     pem.write_bytes(world["team_b"].public.to_pem())
     r = run_cli("verify-bundle", bag, "--trusted-key", pem)
     assert_refused(r, "evidence-trusted-key", "evidence/checkpoint.txt")
+
+
+def test_a_core_check_that_did_not_run_fails_and_states_nothing():
+    """The rule lives in _conclude, not in each check: a report in which the inclusion check (and
+    the other core checks) never ran is not VERIFIED, names each one, and states nothing."""
+    from evidencelock.bundle import verify as v
+
+    rep = v.BundleReport("x", kind="evidence-bundle")
+    rep.add("bagit-payload-fixity", True, "recomputed")
+    v._conclude(rep, [], None, None, {}, {}, None)
+    assert not rep.ok and not rep.established
+    assert any(c.name == "evidence-inclusion" and "did not run" in c.detail for c in rep.failures)
+
+
+def test_a_claim_whose_check_did_not_pass_is_not_stated():
+    from evidencelock.bundle import verify as v
+
+    rep = v.BundleReport("x", kind="evidence-bundle")
+    v._Claims(rep, {"evidence-checkpoint-signature"}).add(("evidence-inclusion", "evidence-checkpoint-signature"),
+                                                          "All entries are part of log")
+    assert rep.established == [] and "evidence-inclusion" in rep.not_established[0]

@@ -39,7 +39,7 @@ from .. import merkle, timestamp
 from ..checkpoint import Checkpoint, SignedNote
 from ..entry import SignedEntry
 from ..errors import EvidenceLockError, FormatError, InputError, SignatureError
-from ..keys import PublicKey, key_id_for, public_key_from_pem
+from ..keys import PublicKey, key_id_for, public_key_from_pem, verify_ed25519
 from ._paths import UnsafePath, check_bag_path, derivable_from
 from .source import BagSource, Limits, open_source
 from . import human
@@ -73,24 +73,64 @@ def _cores() -> int:
 _NO_CLOCK = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
-def note_signer(note: SignedNote, keys: Iterable[PublicKey], name: str) -> PublicKey:
-    """The key among ``keys`` whose signed-note signature under ``name`` verifies; else raise.
+def note_signer(note: SignedNote, keys: Iterable[PublicKey], name: str, *,
+                revoked: Mapping[str, int] | None = None, pinned: set[str] | frozenset[str] = frozenset(),
+                notices: list[str] | None = None) -> PublicKey:
+    """The key that signed ``note`` under ``name``, decided independently of the order of its lines; else raise.
 
-    signed-note §Signatures: lines from unknown keys are ignored, a known key's line that does
-    not verify rejects the note (SignedNote.verify raises).  Returns the key so callers can
-    say who signed and pin it.
+    bundle-format §4.4 / transparency §3: a line whose name and key ID match none of ``keys`` is
+    ignored (witnesses).  A line by a key revoked at r < the note's tree size (``revoked``) is
+    ignored, with a notice appended to ``notices``: it is neither accepted nor allowed to spoil
+    the note.  Every other matching line MUST verify (one that does not rejects the note).  At
+    least one verifying line by a known, unrevoked key is required; if ``pinned`` (key ids) is
+    given and one of those verifies, it is the signer returned.  Otherwise the signer returned is
+    the verifying key with the smallest key id (a stable choice, not the first line).
     """
-    by_id = {}
+    revoked = revoked or {}
+    size = note.unverified_checkpoint.tree_size
+    by_id: dict[bytes, dict[str, PublicKey]] = {}
     for k in keys:
-        by_id[cp_mod.note_key_id(name, k.raw)] = k
+        # A pinned PublicKey and its enrolled twin share a key id: the later (enrolled) name wins.
+        by_id.setdefault(cp_mod.note_key_id(name, k.raw), {})[k.key_id] = k
+    good: dict[str, PublicKey] = {}
+    bad: list[str] = []
+    ignored: list[str] = []
     for sig in note.signatures:
-        key = by_id.get(sig.key_id) if sig.name == name else None
-        if key is not None:
-            note.verify(name, key.raw)
-            return key
-    raise SignatureError(f"no signature by any known key under name {name!r}: found signers "
-                         f"{[(s.name, s.key_id.hex()) for s in note.signatures]}",
-                         hint="the checkpoint was signed by a key that is not enrolled in this bundle")
+        cands = by_id.get(sig.key_id, {}) if sig.name == name else {}
+        if not cands:
+            continue  # unknown key: ignored (signed-note §Signatures)
+        verified = None
+        for k in cands.values():
+            try:
+                verify_ed25519(k.raw, note.unverified_body, sig.signature, subject="checkpoint")
+                verified = k
+                break
+            except EvidenceLockError:
+                continue
+        live = [k for k in cands.values() if not (k.key_id in revoked and revoked[k.key_id] < size)]
+        if not live:
+            k = next(iter(cands.values()))
+            ignored.append(f"entry {revoked[k.key_id]} revoked key {k.name!r} ({k.key_id[:16]}…) before this checkpoint "
+                           f"(tree size {size}): its signature line was ignored")
+            continue
+        if verified is None:
+            bad.append(", ".join(k[:16] + "…" for k in sorted(cands)))
+        elif verified.key_id in {k.key_id for k in live}:
+            good[verified.key_id] = verified
+    if bad:
+        raise SignatureError(f"a signature line of a known, unrevoked key does not verify (key {'; '.join(bad)}): every "
+                             "such line MUST verify", hint="the checkpoint was altered or a forged line was added")
+    if notices is not None:
+        notices.extend(ignored)
+    if not good:
+        raise SignatureError(f"no valid signature by any known, unrevoked key under name {name!r}: found signers "
+                             f"{[(s.name, s.key_id.hex()) for s in note.signatures]}"
+                             + (f"; {'; '.join(ignored)}; a revoked key may not sign" if ignored else ""),
+                             hint="the checkpoint was signed by a key that is not enrolled in this bundle, or revoked")
+    for kid in sorted(good):
+        if kid in pinned:
+            return good[kid]
+    return good[min(good)]
 
 
 def tsa_root_sha256(chain: timestamp.TsaChain) -> str:
@@ -551,7 +591,7 @@ def _check_bag_info(src: BagSource, report: BundleReport, payload: list[str]) ->
 # -- evidence layer ------------------------------------------------------------------------------
 def _json_file(src: BagSource, name: str, report: BundleReport, check: str) -> Any:
     try:
-        return json.loads(src.read_small(name, 64 << 20).decode("utf-8"))
+        return _strict_json(src.read_small(name, 64 << 20))
     except KeyError:
         report.fail(check, "missing", name)
     except (InputError, OSError, UnicodeDecodeError, ValueError) as exc:
@@ -589,13 +629,20 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
     if not any(c.name == "bagit-tag-fixity" and c.ok for c in report.checks):
         report.fail("evidence-tag-manifest", "an evidence bundle must carry a tag manifest covering its evidence files", "tagmanifest-sha256.txt")
     meta = _json_file(src, "evidence/bundle.json", report, "evidence-format")
-    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT or meta.get("version") != BUNDLE_VERSION:
-        if isinstance(meta, dict) and meta.get("format") == BUNDLE_FORMAT and meta.get("version") == 1:
+    if (not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT or not _is_int(meta.get("version"))
+            or meta.get("version") != BUNDLE_VERSION):
+        if isinstance(meta, dict) and meta.get("format") == BUNDLE_FORMAT and _is_int(meta.get("version")) and meta.get("version") == 1:
             report.fail("evidence-format", "bundle format version 1 (made by evidencelock before the signed record of "
                         "included entries existed): which custody entries were left out cannot be checked; ask the "
                         f"custodian to export the case again (format version {BUNDLE_VERSION})", "evidence/bundle.json")
         elif meta is not None:
             report.fail("evidence-format", f"expected format {BUNDLE_FORMAT!r} version {BUNDLE_VERSION}", "evidence/bundle.json")
+        return
+    # §4.7 "Strict JSON": every member with its type, checked before any of it is used.
+    shape = _bundle_json_problems(meta)
+    for problem in shape:
+        report.fail("evidence-format", f"bundle.json {problem}", "evidence/bundle.json")
+    if shape:
         return
     report.case = str(meta.get("case", ""))
     origin = meta.get("origin")
@@ -612,9 +659,11 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
     for n, line in enumerate(lines_raw.splitlines(), 1):
         subject = f"evidence/entries.jsonl line {n}"
         try:
-            obj = json.loads(line)
+            obj = _strict_json(line)
             if not isinstance(obj, dict) or set(obj) != {"seq", "canonical", "signature"}:
                 raise FormatError("expected an object with seq, canonical, signature")
+            if not _is_int(obj["seq"]):
+                raise FormatError(f"seq must be an integer, found {obj['seq']!r}")
             signed = SignedEntry.from_bytes(_b64(obj["canonical"]), _b64(obj["signature"]), subject=subject)
             if signed.entry.seq != obj["seq"]:
                 raise FormatError(f"seq mismatch: line says {obj['seq']!r}, entry says {signed.entry.seq}")
@@ -731,16 +780,23 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
         if origin != name:
             report.fail("evidence-checkpoint", f"origin mismatch: expected={origin!r} (bundle.json) found={name!r}",
                         "evidence/checkpoint.txt")
-        signer = note_signer(note, all_keys, name)
+        ignored: list[str] = []
+        signer = note_signer(note, all_keys, name, revoked=revoked, pinned=trusted_key_ids(trusted), notices=ignored)
         cp = note.verify(name, signer.raw)
         report.add("evidence-checkpoint-signature", True, f"checkpoint of {cp.origin} at tree size {cp.tree_size}, root "
-                   f"{cp.root_hash.hex()[:16]}…, signed by {_who(signer.key_id, enrolled)}", "evidence/checkpoint.txt")
+                   f"{cp.root_hash.hex()[:16]}…, signed by {_who(signer.key_id, enrolled)}"
+                   + (f" (every other line of a known key verifies; {'; '.join(ignored)})" if ignored else ""),
+                   "evidence/checkpoint.txt")
         report.checkpoint = {"origin": cp.origin, "size": cp.tree_size, "root": cp.root_hash.hex(), "signer": signer.key_id,
                              "signer_name": signer.name}
-        sig = next(s for s in note.signatures if s.name == name and s.key_id == cp_mod.note_key_id(name, signer.raw))
-        for p, expected in (("evidence/checkpoint-body.txt", note.unverified_body), ("evidence/checkpoint.sig", sig.signature)):
+        # §4.4: checkpoint.sig is the raw signature of one line by a known, unrevoked key (every
+        # such line verified above), whichever the pins make the reported signer.
+        live_ids = {cp_mod.note_key_id(name, k.raw) for k in all_keys
+                    if not (k.key_id in revoked and revoked[k.key_id] < cp.tree_size)}
+        sigs = {s.signature for s in note.signatures if s.name == name and s.key_id in live_ids}
+        for p, expected in (("evidence/checkpoint-body.txt", {note.unverified_body}), ("evidence/checkpoint.sig", sigs)):
             try:
-                if src.read_small(p, 1 << 16) != expected:
+                if src.read_small(p, 1 << 16) not in expected:
                     report.fail("evidence-checkpoint-files", "differs from the signed note in checkpoint.txt", p)
             except (KeyError, InputError, OSError) as exc:
                 report.fail("evidence-checkpoint-files", f"by-hand copy unavailable: {exc!s}", p)
@@ -753,6 +809,13 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
 
     # 5. Inclusion proofs (RFC 9162 §2.1.3.2) against that checkpoint.
     proofs = _json_file(src, "evidence/proofs.json", report, "evidence-inclusion")
+    shape_problems: list[tuple[str, str]] = []
+    if cp is not None and "evidence/proofs.json" in src.sizes:
+        shape_problems = _proofs_problems(proofs, entries, cp)
+        for subject, problem in shape_problems:
+            report.fail("evidence-inclusion", problem, subject)
+        if not isinstance(proofs, dict):
+            proofs = None
     if isinstance(proofs, dict) and cp is not None:
         try:
             size, root = proofs.get("tree_size"), _hexbytes(proofs.get("root_hash"))
@@ -770,11 +833,13 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
                 path = incl.get(str(seq))
                 if not isinstance(path, list):
                     raise FormatError("no inclusion proof for this entry")
+                if seq >= cp.tree_size:
+                    raise FormatError(f"seq {seq} is not below the checkpoint's tree size {cp.tree_size}")
                 merkle.verify_inclusion(s.leaf_hash, seq, cp.tree_size, [_hexbytes(h) for h in path], cp.root_hash)
                 good += 1
             except EvidenceLockError as exc:
                 report.fail("evidence-inclusion", str(exc), subject)
-        if entries and good == len(entries):
+        if entries and good == len(entries) and not shape_problems:
             report.add("evidence-inclusion", True, f"all {good} entries are included in the checkpoint's tree "
                        f"(RFC 9162 inclusion proofs, tree size {cp.tree_size})")
         _check_carried_consistency(report, proofs, cp)
@@ -832,6 +897,10 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
     _check_bag_info_signed(src, report, meta)
     _check_allowed_files(src, report)
     _check_bagit_txt_exact(src, report)
+    if "evidence/metadata.json" in src.sizes:  # §4 "Strict JSON", §4.8: an object
+        if not isinstance(_json_file(src, "evidence/metadata.json", report, "evidence-format"), dict):
+            if not any(c.subject == "evidence/metadata.json" for c in report.failures):
+                report.fail("evidence-format", "must be a JSON object (§4.8)", "evidence/metadata.json")
 
     # 8. The exporter's signature over bundle.json pins the unsigned tag files.
     _check_bundle_signature(src, report, meta, computed, enrolled)
@@ -1013,7 +1082,9 @@ def _check_consistency(report: BundleReport, proofs: Mapping[str, Any], cp: Chec
                     found = c
             if found is None:
                 raise FormatError(f"the bundle carries no consistency proof from size {other.tree_size}")
-            merkle.verify_consistency(other.tree_size, cp.tree_size, [_hexbytes(h) for h in found.get("proof", [])], other.root_hash, cp.root_hash)
+            if not isinstance(found.get("proof"), list):
+                raise FormatError(f"the consistency proof from size {other.tree_size} is not a list of hashes")
+            merkle.verify_consistency(other.tree_size, cp.tree_size, [_hexbytes(h) for h in found["proof"]], other.root_hash, cp.root_hash)
         report.add(name, True, f"the given checkpoint (size {other.tree_size}, signed by {who.key_id[:16]}…) is consistent with the "
                    f"bundle's (size {cp.tree_size}): the log was only appended to in between", "--checkpoint")
     except EvidenceLockError as exc:
@@ -1102,10 +1173,12 @@ def _check_external_signer(report: BundleReport, cp: Checkpoint, external: bytes
         return
     try:
         note = cp_mod.parse_note(external)
-        who = note_signer(note, keys, cp.origin)
+        who = note_signer(note, keys, cp.origin, revoked=revoked, pinned=trusted_key_ids(trusted))
         other = note.verify(cp.origin, who.raw)
-    except EvidenceLockError:
-        return  # _check_consistency has named the problem
+    except EvidenceLockError as exc:
+        if not any(c.name == "evidence-external-checkpoint" and not c.ok for c in report.checks):
+            report.fail("evidence-external-checkpoint", str(exc), "--checkpoint")
+        return  # otherwise _check_consistency has named the problem
     r = revoked.get(who.key_id)
     if r is not None and r < other.tree_size:
         report.fail("evidence-external-checkpoint", f"signed by {_who(who.key_id, enrolled)}, which entry {r} revoked before "
@@ -1226,25 +1299,61 @@ def _item_summary(path: str, size: int, digests: Mapping[str, str], ingests: lis
             "signed_names": signed_names, "custody": custody}
 
 
+# Checks every verdict rests on (§5): each MUST have run and passed for VERIFIED.
+_CORE_CHECKS = ("bagit-payload-fixity", "bagit-tag-fixity", "evidence-entries", "evidence-signature",
+                "evidence-checkpoint-signature", "evidence-inclusion", "evidence-record", "evidence-chain",
+                "evidence-bundle-checkpoint", "evidence-bundle-signature", "evidence-payload-covered")
+
+
+def _passed(report: BundleReport) -> set[str]:
+    """Names of checks that ran, passed and never failed."""
+    failed = {c.name for c in report.failures}
+    return {c.name for c in report.checks if c.ok} - failed
+
+
+class _Claims:
+    """The only way to state an "Established" line: each claim names the checks it rests on, and is
+    stated only if every one of them ran and passed; otherwise it is listed as NOT established."""
+
+    def __init__(self, report: BundleReport, passed: set[str]) -> None:
+        self.report, self.passed = report, passed
+
+    def add(self, requires: tuple[str, ...], text: str) -> None:
+        missing = [r for r in requires if r not in self.passed]
+        if missing:
+            self.report.not_established.append(f"NOT checked ({', '.join(missing)} did not run or did not pass), so not "
+                                               f"stated: {text}")
+        else:
+            self.report.established.append(text)
+
+
 def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: PublicKey | None, cp: Checkpoint | None,
               entries: Mapping[int, SignedEntry], enrolled: Mapping[str, tuple[PublicKey, int]],
               external: bytes | None) -> None:
     # §5 step 12: a pin is a whole key id (trusted_key_ids refuses prefixes); equality, never startswith.
     trusted_ids = trusted_key_ids(trusted)
+    passed = _passed(report)
     if trusted:
         if signer is not None and signer.key_id in trusted_ids:
-            report.add("evidence-trusted-key", True, f"checkpoint signed by pinned {_who(signer.key_id, enrolled)}; "
-                       "every included entry is bound to it by its inclusion proof", "evidence/checkpoint.txt")
+            bound = ("; every included entry is bound to it by its inclusion proof" if "evidence-inclusion" in passed else "")
+            report.add("evidence-trusted-key", True, f"checkpoint signed by pinned {_who(signer.key_id, enrolled)}{bound}",
+                       "evidence/checkpoint.txt")
         else:
             report.fail("evidence-trusted-key", f"the checkpoint is signed by "
                         f"{_who(signer.key_id, enrolled) + ' (key id ' + signer.key_id + ')' if signer else '(no verified signer)'}"
                         f", which is not among the --trusted-key keys {sorted(trusted_ids)}", "evidence/checkpoint.txt")
+    # No claim without its check: a check that every verdict rests on and that did not run is a failure.
+    for check in _CORE_CHECKS if not report.failures else ():
+        if check not in passed:
+            report.fail(check, "this check did not run (nothing to check, or its input was unusable): what it would "
+                        "establish is not established")
     if report.failures:
         report.not_established.append("Because of the failures above, this bundle does NOT establish the integrity or "
                                       "custody of its contents.")
         return
+    claim = _Claims(report, passed)
     n = len(report.items)
-    report.established.append(f"The {n} payload files are byte-identical to the files recorded in the custody ledger: "
+    claim.add(("evidence-payload-covered", "evidence-digests", "bagit-payload-fixity"), f"The {n} payload files are byte-identical to the files recorded in the custody ledger: "
                               "their SHA-256 and SHA-512 were recomputed now and match the manifests and the signed "
                               "bundle.json, and the size and every digest that the signed ingest entries record for them "
                               "(SHA-256, BLAKE3) match; any digest that could not be computed is listed below.")
@@ -1252,16 +1361,19 @@ def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: Publ
         first = next((c for c in item["custody"] if c["type"] == "ingest"), None)
         if first:
             signed_names = ", ".join(repr(n) for n in item.get("signed_names", [])) or "(none)"
-            report.established.append(f"{item['path']} (signed source name {signed_names}): ingested (dated {first['time']} "
+            claim.add(("evidence-payload-covered", "evidence-signature", "evidence-payload-name"),
+                      f"{item['path']} (signed source name {signed_names}): ingested (dated {first['time']} "
                                       f"by the signer's own clock) by custodian "
                                       f"{first['custodian'] or first['actor'][:16]} (key {first['actor'][:16]}…), entry {first['seq']}.")
     if cp is not None and signer is not None:
-        report.established.append(f"All {len(entries)} custody entries are part of log {cp.origin} as committed by the "
+        claim.add(("evidence-inclusion", "evidence-checkpoint-signature", "evidence-entries"),
+                  f"All {len(entries)} custody entries are part of log {cp.origin} as committed by the "
                                   f"checkpoint at tree size {cp.tree_size} (root {cp.root_hash.hex()[:16]}…) signed by key "
                                   f"{signer.key_id[:16]}… ({signer.name}); none of them can have been rewritten without "
                                   "changing that checkpoint.")
         links = sum(1 for seq in entries if seq == 0 or seq - 1 in entries)
-        report.established.append(f"Every entry listed in the exporter's signed record is present ({len(entries)} entries), "
+        claim.add(("evidence-record", "evidence-chain", "evidence-bundle-signature"),
+                  f"Every entry listed in the exporter's signed record is present ({len(entries)} entries), "
                                   f"and the hash-chain link (prev) was checked for the {links} entries whose predecessor "
                                   "is also in the bundle (entry 0: the genesis value); the others are bound to the log "
                                   "by their inclusion proofs only.")
@@ -1269,7 +1381,7 @@ def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: Publ
                                       "statement; someone holding an enrolled key could export a bundle that omits entries "
                                       "(compare with a bundle or audit obtained from another custodian).")
     if report.timestamp and report.timestamp.get("trusted"):
-        report.established.append(f"That checkpoint existed no later than {report.timestamp['time']}, according to the "
+        claim.add(("evidence-timestamp",), f"That checkpoint existed no later than {report.timestamp['time']}, according to the "
                                   f"timestamp authority {report.timestamp['tsa']}, whose certificate chains to the "
                                   f"root you trusted with --tsa-root (SHA-256 {report.timestamp['root_sha256']}).")
     elif report.timestamp:
@@ -1368,7 +1480,7 @@ def _check_record(report: BundleReport, meta: Mapping[str, Any], entries: Mappin
     for seq, s in sorted(entries.items()):
         e = s.entry
         item = e.body.get("item")
-        if e.type not in ("key-enroll", "key-revoke") and item is not None and item not in items:
+        if e.type not in ("key-enroll", "key-revoke") and item is not None and (not isinstance(item, str) or item not in items):
             report.fail(name, f"entry is about item {str(item)[:16]}…, which the bundle does not carry (§4.1)", f"entry {seq}")
             bad += 1
     if not bad:
@@ -1554,3 +1666,123 @@ def _check_bagit_txt_exact(src: BagSource, report: BundleReport) -> None:
         report.fail(name, f"expected exactly {_BAGIT_TXT!r}, found {found[:200]!r}", subject)
     else:
         report.add(name, True, "BagIt 1.0 declaration, exactly as §2 requires", subject)
+
+
+# -- strict JSON and shapes of untrusted JSON (bundle-format §4, "Strict JSON") -------------------
+def _strict_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """object_pairs_hook: a repeated member name is refused (parsers disagree on which one wins)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate member {k!r} in one JSON object")
+        out[k] = v
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _strict_json(data: bytes) -> Any:
+    """Parse untrusted JSON: UTF-8, no duplicate member names, no NaN/Infinity."""
+    return json.loads(data.decode("utf-8"), object_pairs_hook=_strict_pairs, parse_constant=_no_constant)
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int  # bool and float are not integers here
+
+
+def _is_hex(v: Any, n: int = 64) -> bool:
+    return isinstance(v, str) and re.fullmatch(rf"[0-9a-f]{{{n}}}", v) is not None
+
+
+_META_MEMBERS = {"format", "version", "origin", "case", "created", "software", "exporter", "checkpoint", "items",
+                 "record", "files"}
+_ITEM_MEMBERS = {"path", "sha256", "sha512", "size", "original_names", "entries"}
+# §4.7: the human-readable files bundle.json pins; nothing else may be listed in ``files``.
+_HUMAN_FILES = frozenset({"VERIFY.md", "certification.md", "evidence/metadata.json", "report.html", "report.pdf"})
+
+
+def _bundle_json_problems(meta: Mapping[str, Any]) -> list[str]:
+    """§4.7: the members and types of bundle.json; one message per offending member."""
+    from ..entry import format_time, parse_time
+
+    out: list[str] = []
+    if set(meta) | {"record"} != _META_MEMBERS:  # a missing record is named by evidence-record (§4.7)
+        out.append(f"members expected={sorted(_META_MEMBERS)} found={sorted(meta)}")
+    if not _is_int(meta.get("version")):
+        out.append(f"version must be an integer, found {meta.get('version')!r}")
+    for k in ("format", "origin", "case", "software"):
+        if not isinstance(meta.get(k), str):
+            out.append(f"{k} must be a string, found {type(meta.get(k)).__name__}")
+    if not _is_hex(meta.get("exporter")):
+        out.append("exporter must be a key id (64 lowercase hex digits)")
+    created = meta.get("created")
+    try:
+        if format_time(parse_time(created)) != created:
+            raise FormatError("not in canonical form")
+    except (FormatError, ValueError):
+        out.append(f"created must be a time YYYY-MM-DDTHH:MM:SS.ffffffZ (ledger-format §2.3), found {created!r}")
+    cp = meta.get("checkpoint")
+    if (not isinstance(cp, dict) or set(cp) != {"size", "root", "file"} or not _is_int(cp["size"])
+            or not _is_hex(cp["root"]) or not isinstance(cp["file"], str)):
+        out.append("checkpoint must be an object with exactly size (integer), root (64 hex), file (string)")
+    items = meta.get("items")
+    if not isinstance(items, list):
+        out.append(f"items must be a list, found {type(items).__name__}")
+    else:
+        for n, i in enumerate(items):
+            if (not isinstance(i, dict) or set(i) != _ITEM_MEMBERS or not isinstance(i["path"], str)
+                    or not _is_hex(i["sha256"]) or not _is_hex(i["sha512"], 128) or not _is_int(i["size"])
+                    or not isinstance(i["original_names"], list) or not all(isinstance(x, str) for x in i["original_names"])
+                    or not isinstance(i["entries"], list) or not all(_is_int(x) for x in i["entries"])):
+                out.append(f"items[{n}] must be an object with exactly path (string), sha256 (64 hex), sha512 (128 hex), "
+                           "size (integer), original_names (list of strings), entries (list of integers)")
+    record = meta.get("record")
+    if isinstance(record, list):
+        for n, r in enumerate(record):
+            if (not isinstance(r, dict) or set(r) != _REQUIRED_RECORD_KEYS or not _is_int(r["seq"]) or not _is_hex(r["leaf"])
+                    or not isinstance(r["type"], str) or not isinstance(r["case"], str)
+                    or not (r["item"] is None or isinstance(r["item"], str))):
+                out.append(f"record[{n}] must be an object with exactly seq (integer), leaf (64 hex), type (string), "
+                           "case (string), item (string or null)")
+    files = meta.get("files")
+    if not isinstance(files, dict):
+        out.append(f"files must be an object, found {type(files).__name__}")
+    else:
+        for p, h in files.items():
+            if p not in _HUMAN_FILES:
+                out.append(f"files lists {p!r}, which is not one of the files bundle.json pins {sorted(_HUMAN_FILES)}")
+            elif not _is_hex(h):
+                out.append(f"files[{p!r}] must be a SHA-256 (64 lowercase hex digits)")
+    return out[:50]
+
+
+def _proofs_problems(proofs: Any, entries: Mapping[int, SignedEntry], cp: Checkpoint) -> list[tuple[str, str]]:
+    """§4.5: shape of proofs.json, and exactly one inclusion proof per included entry, each entry
+    below the checkpoint's tree size.  Returns (subject, problem) pairs."""
+    f = "evidence/proofs.json"
+    beyond = [(f"entry {seq}", f"entry seq {seq} is not below the checkpoint's tree size {cp.tree_size}: the "
+               "checkpoint does not contain it (added after the log was signed?)") for seq in sorted(entries)
+              if seq >= cp.tree_size][:50]
+    if not isinstance(proofs, dict):
+        return beyond + [(f, f"must be a JSON object with tree_size, root_hash, inclusion, consistency; found {type(proofs).__name__}: "
+                    "without it no entry is bound to the checkpoint")]
+    out: list[tuple[str, str]] = beyond
+    if set(proofs) != {"tree_size", "root_hash", "inclusion", "consistency"}:
+        out.append((f, f"members expected=['consistency', 'inclusion', 'root_hash', 'tree_size'] found={sorted(proofs)}"))
+    if not _is_int(proofs.get("tree_size")):
+        out.append((f, f"tree_size must be an integer, found {proofs.get('tree_size')!r}"))
+    incl = proofs.get("inclusion")
+    if not isinstance(incl, dict):
+        out.append((f, f"inclusion must be an object, found {type(incl).__name__}"))
+        incl = {}
+    if not isinstance(proofs.get("consistency"), list):
+        out.append((f, "consistency must be a list"))
+    wanted = {str(seq) for seq in entries}
+    for k in sorted(set(incl) - wanted)[:50]:
+        out.append((f"{f} inclusion[{k!r}]", "inclusion proof for an entry that the bundle does not include"))
+    for k, path in incl.items():
+        if k in wanted and (not isinstance(path, list) or not all(_is_hex(h) for h in path)):
+            out.append((f"entry {k}", "inclusion proof must be a list of 64-hex hashes"))
+    return out

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,7 +60,7 @@ def main() -> int:
     ap.add_argument("--size", default="2GiB")
     ap.add_argument("--files", type=int, default=40)
     ap.add_argument("--dir", default=None)
-    ap.add_argument("--repeat", type=int, default=2, help="take the best of N runs of each measurement")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds (at least 3)")
     args = ap.parse_args()
     size, nfiles = parse_size(args.size), args.files
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -87,53 +89,60 @@ def main() -> int:
         key = vault.unlock(pw)
         ingest(vault, [src], key=key, case="bench", now=clock, extract_media=False)
         total = sum(p.stat().st_size for p in src.iterdir())
-        print(f"case: {nfiles} files, {total / (1 << 30):.2f} GiB in {work}; {os.cpu_count()} cores", flush=True)
+        print(f"case: {nfiles} files, {total / (1 << 30):.2f} GiB in {work}; {os.cpu_count()} cores, "
+              f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+              f"load average {os.getloadavg()[0]:.1f}", flush=True)
 
-        res: dict[str, float] = {}
-
-        def best(name: str, fn, cleanup=None) -> None:
-            times = []
-            for _ in range(args.repeat):
-                times.append(timed(fn))
-                if cleanup:
-                    cleanup()
-            res[name] = min(times)
-            print(f"  {name:28s} {res[name]:7.2f} s  ({total / res[name] / (1 << 20):6.0f} MiB/s)", flush=True)
-
+        export_bundle(vault, case="bench", out=work / "bundle", key=key, now=clock)
+        bundle = work / "bundle"
+        payload = sorted(str(p) for p in (bundle / "data").rglob("*") if p.is_file())
         n = [0]
 
         def do_export() -> None:
             n[0] += 1
             export_bundle(vault, case="bench", out=work / f"bundle{n[0]}", key=key, now=clock)
 
-        best("export", do_export, cleanup=lambda: shutil.rmtree(work / f"bundle{n[0]}"))
-        export_bundle(vault, case="bench", out=work / "bundle", key=key, now=clock)
-        vault.close()
-        bundle = work / "bundle"
-        payload = sorted(str(p) for p in (bundle / "data").rglob("*") if p.is_file())
-        best("cp -r + sync", lambda: (sh(["cp", "-r", str(bundle / "data"), str(work / "cpcopy")]), sh(["sync"])),
-             cleanup=lambda: shutil.rmtree(work / "cpcopy"))
-
         def do_verify() -> None:
             r = verify_bundle(bundle)
             assert r.ok, r.failures
 
-        best("verify-bundle", do_verify)
-        best("sha256sum -c", lambda: sh(["sha256sum", "-c", "--quiet", "manifest-sha256.txt"], cwd=bundle))
-        best("openssl dgst -sha256", lambda: sh(["openssl", "dgst", "-sha256", *payload]))
+        # (name, run, cleanup): every round runs each once, in this order (interleaved), so load
+        # that comes and goes hits all of them alike; medians and min-max over the rounds.
+        tools = [
+            ("export", do_export, lambda: shutil.rmtree(work / f"bundle{n[0]}")),
+            ("cp -r + sync", lambda: (sh(["cp", "-r", str(bundle / "data"), str(work / "cpcopy")]), sh(["sync"])),
+             lambda: shutil.rmtree(work / "cpcopy")),
+            ("verify-bundle", do_verify, None),
+            ("sha256sum -c", lambda: sh(["sha256sum", "-c", "--quiet", "manifest-sha256.txt"], cwd=bundle), None),
+            ("openssl dgst -sha256", lambda: sh(["openssl", "dgst", "-sha256", *payload]), None),
+        ]
         if shutil.which("bagit.py"):
-            best("bagit.py --validate -p 2", lambda: sh(["bagit.py", "--validate", "--processes", "2", "--quiet", "."],
-                                                        cwd=bundle))
-        print("\nratio                                   measured   target")
+            tools.append(("bagit.py --validate -p 2",
+                          lambda: sh(["bagit.py", "--validate", "--processes", "2", "--quiet", "."], cwd=bundle), None))
+        runs: dict[str, list[float]] = {name: [] for name, _, _ in tools}
+        for rnd in range(max(3, args.repeat)):
+            for name, fn, cleanup in tools:
+                runs[name].append(timed(fn))
+                if cleanup:
+                    cleanup()
+            print(f"  round {rnd + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in runs.items()), flush=True)
+        vault.close()
+        for name, xs in runs.items():
+            med = statistics.median(xs)
+            print(f"  {name:28s} median {med:7.2f} s (min {min(xs):.2f}, max {max(xs):.2f})  "
+                  f"{total / med / (1 << 20):6.0f} MiB/s", flush=True)
+        print("\nratio (median of the per-round ratios, min-max)   target")
         rows = [("verify-bundle / bagit.py --validate -p 2", "verify-bundle", "bagit.py --validate -p 2", 0.6),
                 ("verify-bundle / sha256sum -c", "verify-bundle", "sha256sum -c", 0.6),
                 ("verify-bundle / openssl dgst -sha256", "verify-bundle", "openssl dgst -sha256", None),
                 ("export / (cp -r + sync)", "export", "cp -r + sync", 1.5)]
         for label, a, b, target in rows:
-            if a in res and b in res:
-                r = res[a] / res[b]
+            if runs.get(a) and runs.get(b):
+                ratios = [x / y for x, y in zip(runs[a], runs[b])]
+                r = statistics.median(ratios)
                 verdict = "" if target is None else ("ok" if r <= target else "MISSED")
-                print(f"  {label:38s} {r:6.2f}x   {'≤ %.1fx ' % target if target else '       '}{verdict}")
+                print(f"  {label:38s} {r:6.2f}x ({min(ratios):.2f}-{max(ratios):.2f})   "
+                      f"{'≤ %.1fx ' % target if target else '       '}{verdict}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -133,6 +133,12 @@ def note_signer(note: SignedNote, keys: Iterable[PublicKey], name: str, *,
     return good[min(good)]
 
 
+def _line_signature(note: SignedNote, name: str, key: PublicKey) -> bytes | None:
+    """The signature on ``note``'s line for ``key`` under ``name`` (None without such a line)."""
+    kid = cp_mod.note_key_id(name, key.raw)
+    return next((s.signature for s in note.signatures if s.name == name and s.key_id == kid), None)
+
+
 def tsa_root_sha256(chain: timestamp.TsaChain) -> str:
     """SHA-256 of the DER root certificate: what a reader compares with the TSA's published one."""
     from cryptography import x509
@@ -772,6 +778,7 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
     cp: Checkpoint | None = None
     note: SignedNote | None = None
     signer: PublicKey | None = None
+    stated_signer: PublicKey | None = None
     # Enrolled keys last: note_signer keeps the last key per id, so a pinned key shows its enrolled name.
     all_keys = [t for t in trusted if isinstance(t, PublicKey)] + [k for k, _ in enrolled.values()]
     try:
@@ -796,8 +803,14 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
         sigs = {s.signature for s in note.signatures if s.name == name and s.key_id in live_ids}
         for p, expected in (("evidence/checkpoint-body.txt", {note.unverified_body}), ("evidence/checkpoint.sig", sigs)):
             try:
-                if src.read_small(p, 1 << 16) not in expected:
+                data = src.read_small(p, 1 << 16)
+                if data not in expected:
                     report.fail("evidence-checkpoint-files", "differs from the signed note in checkpoint.txt", p)
+                elif p == "evidence/checkpoint.sig":
+                    # The human files name the key whose line checkpoint.sig holds (the exporter's
+                    # choice, §4.4), whichever key the pins make the reported signer: a verified fact.
+                    stated_signer = next((k for k in reversed(all_keys) if k.key_id not in revoked or revoked[k.key_id] >= cp.tree_size
+                                          if _line_signature(note, name, k) == data), signer)
             except (KeyError, InputError, OSError) as exc:
                 report.fail("evidence-checkpoint-files", f"by-hand copy unavailable: {exc!s}", p)
     except KeyError:
@@ -906,7 +919,7 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
     _check_bundle_signature(src, report, meta, computed, enrolled)
     _check_bundle_signer(report, meta, enrolled, revoked, trusted)
     _check_digests(src, report, meta, computed, entries)
-    human.check_human_files(src, report, meta, entries, enrolled, cp, signer, report.timestamp,  # §4.7
+    human.check_human_files(src, report, meta, entries, enrolled, cp, stated_signer or signer, report.timestamp,  # §4.7
                             "evidence/timestamp.tst" in src.sizes)
 
     # 9. Pinning and plain-words statements.

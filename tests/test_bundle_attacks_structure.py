@@ -18,13 +18,13 @@ import pytest
 
 from evidencelock.bundle import export_bundle, verify_bundle
 from evidencelock.custody import enroll_custodian, revoke_custodian, transfer_items
-from evidencelock.entry import Entry, SignedEntry
+from evidencelock.entry import SignedEntry
 from evidencelock.ingest import ingest
 from evidencelock.keys import CustodianKey, PublicKey
 from evidencelock.vault import Vault
 
 from conftest import PASSPHRASE, run_cli
-from test_bundle_support import build_vault, regen_manifests, regen_tag_manifests
+from test_bundle_support import build_vault, regen_manifests, regen_tag_manifests, rewrite_entry
 
 CASE = "Case 9"
 VECTORS = Path(__file__).resolve().parent.parent / "docs" / "vectors" / "bundle.json"
@@ -184,21 +184,7 @@ def test_broken_prev_link_is_refused(world, bag):
     """An entry re-signed by a genuine enrolled key with another prev: the chain check names it."""
     seq = seq_of(bag, "transfer")
     assert seq - 1 in entries_of(bag)
-    lines = (bag / "evidence/entries.jsonl").read_text().splitlines()
-    out = []
-    for line in lines:
-        obj = json.loads(line)
-        if obj["seq"] == seq:
-            e = json.loads(base64.b64decode(obj["canonical"]))
-            e["prev"] = "ab" * 32
-            signed = SignedEntry.create(Entry(**e), world["key"].sign)
-            obj["canonical"] = base64.b64encode(signed.canonical).decode()
-            obj["signature"] = base64.b64encode(signed.signature).decode()
-            (bag / f"evidence/entries/{seq}.json").write_bytes(signed.canonical)
-            (bag / f"evidence/entries/{seq}.sig").write_bytes(signed.signature)
-        out.append(json.dumps(obj, sort_keys=True))
-    (bag / "evidence/entries.jsonl").write_text("\n".join(out) + "\n")
-    regen_tag_manifests(bag)
+    rewrite_entry(bag, seq, lambda e: e.update(prev="ab" * 32), world["key"].sign)
     r = verify_cli(world, bag)
     assert_refused(r, "evidence-chain", f"entry {seq}", "hash chain broken")
 

@@ -17,10 +17,9 @@ import bagit
 import pytest
 
 from evidencelock.bundle import Limits, verify_bundle
-from evidencelock.entry import Entry, SignedEntry
 from evidencelock.errors import InputError
 from evidencelock.keys import CustodianKey
-from test_bundle_support import bag, exported, failed, regen_manifests, regen_tag_manifests  # noqa: F401
+from test_bundle_support import bag, exported, failed, regen_manifests, regen_tag_manifests, rewrite_entry  # noqa: F401
 
 
 def names(report) -> set[str]:
@@ -244,25 +243,6 @@ def test_swapped_public_key(bag):
     assert any("swapped" in c.detail for c in failed(r, "evidence-keys"))
 
 
-def _rewrite_entry(bag: Path, seq: int, change, sign) -> None:
-    """Edit entry ``seq`` in entries.jsonl and its by-hand copies, re-signed by ``sign``; regenerate tag manifests."""
-    lines = (bag / "evidence/entries.jsonl").read_text().splitlines()
-    out = []
-    for line in lines:
-        obj = json.loads(line)
-        if obj["seq"] == seq:
-            e = json.loads(base64.b64decode(obj["canonical"]))
-            change(e)
-            signed = SignedEntry.create(Entry(**e), sign)
-            obj["canonical"] = base64.b64encode(signed.canonical).decode()
-            obj["signature"] = base64.b64encode(signed.signature).decode()
-            (bag / f"evidence/entries/{seq}.json").write_bytes(signed.canonical)
-            (bag / f"evidence/entries/{seq}.sig").write_bytes(signed.signature)
-        out.append(json.dumps(obj, sort_keys=True))
-    (bag / "evidence/entries.jsonl").write_text("\n".join(out) + "\n")
-    regen_tag_manifests(bag)
-
-
 def _an_ingest_seq(bag: Path) -> int:
     for line in (bag / "evidence/entries.jsonl").read_text().splitlines():
         obj = json.loads(line)
@@ -280,7 +260,7 @@ def test_signature_from_a_key_not_in_the_entries(bag):
         e["actor"] = mallory.key_id
         e["body"]["note"] = "handled by mallory"
 
-    _rewrite_entry(bag, seq, change, mallory.sign)
+    rewrite_entry(bag, seq, change, mallory.sign)
     r = verify_bundle(bag)
     assert any(c.subject == f"entry {seq}" and "enrols" in c.detail for c in failed(r, "evidence-signature"))
     assert failed(r, "evidence-keys")  # the planted PEM is not enrolled either

@@ -4,7 +4,9 @@ manifests), as an attacker would."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from evidencelock.bundle import export_bundle, verify_bundle
+from evidencelock.entry import Entry, SignedEntry
 from evidencelock.ingest import ingest
 from evidencelock.timestamp import make_request, token_from_response
 from evidencelock.vault import Vault
@@ -119,3 +122,22 @@ def bag(exported, tmp_path) -> Path:
 
 __all__ = ["Clock", "LocalTSA", "PASSPHRASE", "build_vault", "make_case_files", "regen_manifests",
            "regen_tag_manifests", "failed", "exported", "bag", "verify_bundle", "export_bundle"]
+
+
+def rewrite_entry(bag: Path, seq: int, change, sign) -> None:
+    """Edit entry ``seq`` in entries.jsonl and its by-hand copies, re-signed by ``sign``; regenerate tag manifests."""
+    lines = (bag / "evidence/entries.jsonl").read_text().splitlines()
+    out = []
+    for line in lines:
+        obj = json.loads(line)
+        if obj["seq"] == seq:
+            e = json.loads(base64.b64decode(obj["canonical"]))
+            change(e)
+            signed = SignedEntry.create(Entry(**e), sign)
+            obj["canonical"] = base64.b64encode(signed.canonical).decode()
+            obj["signature"] = base64.b64encode(signed.signature).decode()
+            (bag / f"evidence/entries/{seq}.json").write_bytes(signed.canonical)
+            (bag / f"evidence/entries/{seq}.sig").write_bytes(signed.signature)
+        out.append(json.dumps(obj, sort_keys=True))
+    (bag / "evidence/entries.jsonl").write_text("\n".join(out) + "\n")
+    regen_tag_manifests(bag)

@@ -265,22 +265,32 @@ def test_untampered_card_is_preserved_whole(tmp_path: Path, vault, key) -> None:
     assert b"the card's own file named passwd" in _preserved_bytes(vault)
 
 
-@pytest.mark.parametrize("target", ["outside", "/etc"])
-def test_folder_swapped_for_symlink_after_listing_is_not_followed(tmp_path: Path, vault, key, monkeypatch,
-                                                                   target: str) -> None:
-    """The swap happens after the whole walk, before any file is read (the reader threads)."""
+def _swap_after_listing(monkeypatch, swap) -> None:
+    """Run ``swap()`` right after ingest's walk has listed the card, before any file is read."""
     from evidencelock import ingest as ingest_mod
 
-    card, outside = _card(tmp_path)
-    dest = outside if target == "outside" else Path("/etc")
     real_walk = ingest_mod.walk
 
     def walk_then_swap(*a, **kw):
         result = real_walk(*a, **kw)
-        _swap_for_link(card / "zzz", dest)
+        swap()
         return result
 
     monkeypatch.setattr(ingest_mod, "walk", walk_then_swap)
+
+
+@pytest.mark.parametrize("target", ["outside", "/etc"])
+def test_folder_swapped_for_symlink_after_listing_is_not_followed(tmp_path: Path, vault, key, monkeypatch,
+                                                                   target: str) -> None:
+    """The swap happens after the whole walk, before any file is read (the reader threads)."""
+
+    card, outside = _card(tmp_path)
+    dest = outside if target == "outside" else Path("/etc")
+
+    def swap() -> None:
+        _swap_for_link(card / "zzz", dest)
+
+    _swap_after_listing(monkeypatch, swap)
     rep = _run_ingest(vault, key, card, "c1")
     outs = {Path(o.path).relative_to(card).as_posix(): o for o in rep.outcomes}
     assert outs["DCIM/IMG_1.JPG"].status == "preserved"
@@ -324,21 +334,17 @@ def test_folder_swapped_for_symlink_during_walk_is_not_listed(tmp_path: Path, va
 
 def test_deep_folder_swapped_for_symlink_is_not_followed(tmp_path: Path, vault, key, monkeypatch) -> None:
     """Not only the last folder: a folder two levels up from the file is swapped."""
-    from evidencelock import ingest as ingest_mod
 
     card, outside = _card(tmp_path)
     (outside / "zzz" / "deeper").mkdir(parents=True)
     (outside / "zzz" / "deeper" / "shadow").write_bytes(b"outside shadow, same path below the link")
-    real_walk = ingest_mod.walk
 
-    def walk_then_swap(*a, **kw):
-        result = real_walk(*a, **kw)
+    def swap() -> None:
         # zzz/ -> a folder outside holding the same relative layout: only O_NOFOLLOW on every
         # folder (not just the file) catches it.
         _swap_for_link(card / "zzz", outside / "zzz")
-        return result
 
-    monkeypatch.setattr(ingest_mod, "walk", walk_then_swap)
+    _swap_after_listing(monkeypatch, swap)
     rep = _run_ingest(vault, key, card, "c1")
     outs = {Path(o.path).relative_to(card).as_posix(): o for o in rep.outcomes}
     assert outs["zzz/deeper/shadow"].status == "rejected" and "symlink" in outs["zzz/deeper/shadow"].reason
@@ -346,19 +352,15 @@ def test_deep_folder_swapped_for_symlink_is_not_followed(tmp_path: Path, vault, 
 
 
 def test_folder_swapped_for_another_real_folder_is_refused(tmp_path: Path, vault, key, monkeypatch) -> None:
-    from evidencelock import ingest as ingest_mod
 
     card, _ = _card(tmp_path)
-    real_walk = ingest_mod.walk
 
-    def walk_then_swap(*a, **kw):
-        result = real_walk(*a, **kw)
+    def swap() -> None:
         (card / "zzz").rename(card / "zzz.old")
         (card / "zzz").mkdir()
         (card / "zzz" / "passwd").write_bytes(b"planted after the listing")
-        return result
 
-    monkeypatch.setattr(ingest_mod, "walk", walk_then_swap)
+    _swap_after_listing(monkeypatch, swap)
     rep = _run_ingest(vault, key, card, "c1")
     outs = {Path(o.path).relative_to(card).as_posix(): o for o in rep.outcomes}
     assert outs["zzz/passwd"].status == "rejected" and "replaced" in outs["zzz/passwd"].reason
@@ -366,18 +368,14 @@ def test_folder_swapped_for_another_real_folder_is_refused(tmp_path: Path, vault
 
 
 def test_file_swapped_for_symlink_after_listing_is_not_followed(tmp_path: Path, vault, key, monkeypatch) -> None:
-    from evidencelock import ingest as ingest_mod
 
     card, outside = _card(tmp_path)
-    real_walk = ingest_mod.walk
 
-    def walk_then_swap(*a, **kw):
-        result = real_walk(*a, **kw)
+    def swap() -> None:
         (card / "zzz" / "passwd").unlink()
         os.symlink(outside / "passwd", card / "zzz" / "passwd")
-        return result
 
-    monkeypatch.setattr(ingest_mod, "walk", walk_then_swap)
+    _swap_after_listing(monkeypatch, swap)
     rep = _run_ingest(vault, key, card, "c1")
     outs = {Path(o.path).relative_to(card).as_posix(): o for o in rep.outcomes}
     assert outs["zzz/passwd"].status == "rejected" and "symlink" in outs["zzz/passwd"].reason
@@ -678,21 +676,16 @@ def test_member_pointing_into_another_or_the_directory_is_refused(bag: Path, tmp
 def test_file_swapped_for_fifo_after_listing_does_not_hang(tmp_path: Path, vault, key, monkeypatch) -> None:
     import signal
 
-    from evidencelock import ingest as ingest_mod
-
     card, _ = _card(tmp_path)
-    real_walk = ingest_mod.walk
 
-    def walk_then_swap(*a, **kw):
-        result = real_walk(*a, **kw)
+    def swap() -> None:
         (card / "zzz" / "passwd").unlink()
         os.mkfifo(card / "zzz" / "passwd")  # no writer: a blocking open would wait forever
-        return result
 
     def hung(*_):
         raise AssertionError("ingest hung on a FIFO swapped in after the listing")
 
-    monkeypatch.setattr(ingest_mod, "walk", walk_then_swap)
+    _swap_after_listing(monkeypatch, swap)
     old = signal.signal(signal.SIGALRM, hung)
     signal.alarm(TIMEOUT)
     try:

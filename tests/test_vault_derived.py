@@ -95,6 +95,20 @@ def sql(vault: Path, stmt: str, params: tuple = ()) -> int:
         con.close()
 
 
+def rebuild_tree(vault: Path) -> None:
+    """What a key holder who rewrote the entries does next: rebuild tree_nodes from them."""
+    from evidencelock import treestore
+    from sqlalchemy import create_engine
+
+    con = sqlite3.connect(db(vault))
+    leaves = [merkle.leaf_hash(bytes(r[0])) for r in con.execute("SELECT canonical FROM entries ORDER BY seq")]
+    con.close()
+    eng = create_engine(f"sqlite:///{db(vault)}")
+    with eng.begin() as conn:
+        treestore.rebuild(conn, leaves)
+    eng.dispose()
+
+
 def fetch(vault: Path, stmt: str, params: tuple = ()) -> list[tuple]:
     con = sqlite3.connect(db(vault))
     try:
@@ -175,7 +189,7 @@ def test_row_with_negative_or_out_of_range_seq_is_seen(template: Tpl, v: Path, t
 def test_sources_row_moved_to_another_case_is_refused(template: Tpl, v: Path, tmp_path: Path) -> None:
     seq = template.seq("ingest", "C1")
     assert sql(v, "UPDATE sources SET case_id = 'C2' WHERE seq = ?", (seq,)) == 1
-    refused_everywhere(v, tmp_path, f"sources id=", f"(seq={seq})", "column case_id")
+    refused_everywhere(v, tmp_path, "sources id=", f"(seq={seq})", "column case_id")
 
 
 def test_sources_row_deleted_is_refused(template: Tpl, v: Path, tmp_path: Path) -> None:
@@ -326,16 +340,7 @@ def rewritten(template: Tpl, v: Path, tmp_path: Path) -> tuple[Path, Path, list[
     for table, col in (("entries", "seq"), ("sources", "seq")):
         sql(v, f"DELETE FROM {table} WHERE {col} >= ?", (cut,))
     sql(v, "DELETE FROM keys WHERE enrolled_seq >= ?", (cut,))
-    con = sqlite3.connect(db(v))
-    leaves = [merkle.leaf_hash(bytes(r[0])) for r in con.execute("SELECT canonical FROM entries ORDER BY seq")]
-    con.close()
-    from evidencelock import treestore
-    from sqlalchemy import create_engine
-
-    eng = create_engine(f"sqlite:///{db(v)}")
-    with eng.begin() as conn:
-        treestore.rebuild(conn, leaves)
-    eng.dispose()
+    rebuild_tree(v)
     _ok(run_cli("verify", vault=v))
     old_cp = tmp_path / "old-cp.txt"
     _ok(run_cli("checkpoint", "-o", old_cp, vault=v))
@@ -395,16 +400,7 @@ def test_rewrite_with_rebuilt_tree_is_inconsistent(rewritten, tmp_path: Path) ->
     """The same rewrite with an honest tree table: consistency says the log does not extend the
     old checkpoint; the checkpoint it signs now cannot be proven to a witness that saw the old."""
     v, old_cp, _ = rewritten
-    from evidencelock import treestore
-    from sqlalchemy import create_engine
-
-    con = sqlite3.connect(db(v))
-    leaves = [merkle.leaf_hash(bytes(r[0])) for r in con.execute("SELECT canonical FROM entries ORDER BY seq")]
-    con.close()
-    eng = create_engine(f"sqlite:///{db(v)}")
-    with eng.begin() as conn:
-        treestore.rebuild(conn, leaves)
-    eng.dispose()
+    rebuild_tree(v)
     r = run_cli("consistency", old_cp, vault=v)
     assert r.code == 1 and "CONSISTENT" not in r.stdout, r.stdout + r.stderr
 

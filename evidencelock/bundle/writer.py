@@ -35,11 +35,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from .. import checkpoint as cp_mod
 from .. import merkle, schema, timestamp, transparency, treestore
-from ..entry import SignedEntry, canonicalize
+from ..entry import SignedEntry
 from ..errors import DigestMismatch, EvidenceLockError, InputError, StorageError, VerificationError
 from ..hashing import open_regular
 from ..keys import CustodianKey, PublicKey
@@ -196,34 +196,21 @@ def _resolve_items(vault: Vault, case: str, items: Sequence[str] | None) -> list
 
 
 def _load_entries(vault: Vault, case: str, items: list[str]) -> dict[int, SignedEntry]:
-    """The entries a bundle of ``items`` of ``case`` includes (§4.1), decided from the signed bytes."""
-    scanned, _ = _scan_case(vault, case)
-    wanted = set(items)
-    return {seq: s for seq, s in scanned.items() if is_relevant(s, case, wanted)}
+    """The entries a bundle of ``items`` of ``case`` includes (§4.1), decided from the signed bytes.
 
-
-def _scan_case(vault: Vault, case: str) -> tuple[dict[int, SignedEntry], set[str]]:
-    """Every key entry and every entry of ``case``, decided from the signed bytes, and the items
-    the case's signed ingest entries name.
-
-    The ``type``/``case_id``/``item`` columns are only an index (schema.py): a row whose columns
-    were edited must not silently drop (or add) an entry, so every row is looked at and each
-    candidate's columns are compared with its signed bytes (issue 9 items 1, 10).  The byte test
-    is exact: canonical JSON holds ``"case":<canonical case>`` for the entry's own case, and a
-    quote inside a string value is always escaped.
+    The ``type``/``case_id`` columns only select candidate rows: export has just required every
+    derived column to equal its signed bytes (``_require_index``, issue 9 items 1, 10), and each
+    candidate's signed type and case are checked again here, so an edited column can neither drop
+    nor add an entry.
     """
     t = schema.entries
-    case_bytes = b'"case":' + canonicalize(case)
+    wanted = set(items)
     out: dict[int, SignedEntry] = {}
-    items: set[str] = set()
     with vault.ledger.reader() as conn:
-        rows = conn.execute(select(t.c.seq, t.c.canonical, t.c.signature, t.c.type, t.c.case_id, t.c.item))
+        rows = conn.execute(select(t.c.seq, t.c.canonical, t.c.signature, t.c.type, t.c.case_id, t.c.item).where(
+            or_(t.c.case_id == case, t.c.type.in_(("key-enroll", "key-revoke")))))
         for r in rows:
-            raw = bytes(r.canonical)
-            by_column = r.case_id == case or r.type in ("key-enroll", "key-revoke")
-            if not (by_column or case_bytes in raw or b'"type":"key-' in raw):
-                continue
-            s = SignedEntry.from_bytes(raw, bytes(r.signature), subject=f"entry {r.seq}")
+            s = SignedEntry.from_bytes(bytes(r.canonical), bytes(r.signature), subject=f"entry {r.seq}")
             e = s.entry
             found, expected = (r.seq, r.type, r.case_id, r.item), (e.seq, e.type, e.case, e.item)
             if found != expected:
@@ -231,11 +218,9 @@ def _scan_case(vault: Vault, case: str) -> tuple[dict[int, SignedEntry], set[str
                     f"the database's derived columns (seq, type, case, item) disagree with the signed entry: "
                     f"expected={expected} found={found}", subject=f"entry {r.seq}",
                     hint="the vault database may have been modified; run `evidencelock verify`; nothing was exported")
-            if e.type in ("key-enroll", "key-revoke") or e.case == case:
+            if is_relevant(s, case, wanted):
                 out[e.seq] = s
-                if e.type == "ingest" and e.case == case and e.item is not None:
-                    items.add(e.item)
-    return out, items
+    return out
 
 
 def is_relevant(s: SignedEntry, case: str, items: set[str]) -> bool:
@@ -422,10 +407,9 @@ def export_bundle(
     if not out.parent.is_dir():
         raise InputError("the folder for the bundle does not exist", subject=str(out.parent))
     _require_index(vault, case)
-    scanned, _ = _scan_case(vault, case)
     sha_items = _resolve_items(vault, case, items)
     _check_objects_openable(vault, sha_items)
-    entries = {seq: s for seq, s in scanned.items() if is_relevant(s, case, set(sha_items))}
+    entries = _load_entries(vault, case, sha_items)
     keys = vault.enrolled_keys()
     if key.key_id not in keys:
         raise InputError("the exporting custodian's key is not enrolled in this vault")

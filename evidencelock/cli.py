@@ -37,6 +37,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "verify-checkpoint": ("transparency", "verify_checkpoint"),
     "export": ("bundle", "export"),
     "verify-bundle": ("bundle", "verify_bundle_cmd"),
+    "import-bundle": ("bundle", "import_bundle_cmd"),
     "similar": ("media", "similar"),
 }
 

@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import DigestMismatch, InputError, StorageError
 from .hashing import CHUNK_SIZE, Digests, MultiHasher, hash_fd, open_regular
@@ -205,6 +207,60 @@ class ObjectStore:
                 hint=("nothing was recorded for this file; "
                       + ("free space and " if full else "") + "run the same ingest again"),
             ) from None
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+
+    def stage_stream(self, readable: BinaryIO, *, expected_size: int | None = None, extra: Sequence[str] = (),
+                     durable: bool = False) -> tuple[StagedObject, dict[str, str]]:
+        """:meth:`stage_fd` for a stream (a file of an untrusted bag, a zip member): one read
+        feeds SHA-256, BLAKE3, each hashlib algorithm of ``extra`` (e.g. ``sha512``; the name
+        ``blake3`` is ignored there) and the staged copy.  Returns the staged object and
+        {algorithm: hex} of every digest computed (``sha256``, ``blake3`` and ``extra``).
+
+        A size other than ``expected_size`` raises :class:`SourceChanged` (partial file
+        removed); read errors propagate as raised by ``readable`` for the caller to name.
+        """
+        session = self._session_dir()
+        token = secrets.token_hex(8)
+        tmp = session / f"{token}.partial"
+        hasher = MultiHasher(second=True)
+        others = [(a, hashlib.new(a)) for a in dict.fromkeys(extra) if a not in ("sha256", "blake3")]
+        buf = bytearray(CHUNK_SIZE)
+        view = memoryview(buf)
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            try:
+                while True:
+                    try:
+                        n = readable.readinto(buf)  # type: ignore[attr-defined]
+                    except OSError as exc:
+                        raise SourceReadError(exc) from exc
+                    if not n:
+                        break
+                    chunk = view[:n]
+                    hasher.update(chunk)
+                    for _, h in others:
+                        h.update(chunk)
+                    _write_all(out, chunk)
+                if durable:
+                    os.fsync(out)
+            finally:
+                os.close(out)
+            digests = hasher.digests()
+            if expected_size is not None and digests.size != expected_size:
+                raise SourceChanged(f"size was {expected_size} bytes when listed, {digests.size} bytes read")
+            final = session / f"{digests.sha256}.{token}.staged"
+            os.replace(tmp, final)
+            if durable:
+                _fsync_dir(session)
+            found = {"sha256": digests.sha256, **({digests.second_algorithm: digests.second} if digests.second else {}),
+                     **{a: h.hexdigest() for a, h in others}}
+            return StagedObject(final, digests), found
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            raise StorageError(f"cannot write to the object store: {exc.strerror or exc}", subject=str(self.root),
+                               hint="nothing was recorded; free space and run the same command again") from None
         except BaseException:
             _unlink_quietly(tmp)
             raise

@@ -221,6 +221,8 @@ def verify_bundle(
     now: datetime | None = None,
     tsa_roots: Iterable[bytes] = (),
     tsa_policies: Iterable[str] = (),
+    source: BagSource | None = None,
+    precomputed: Mapping[str, Mapping[str, str]] | None = None,
 ) -> BundleReport:
     """Verify the bundle at ``path`` (folder or zip); return every finding.
 
@@ -233,13 +235,18 @@ def verify_bundle(
     independently); a token's time is *established* only if its TSA chains to one of them
     (§5 step 9).  ``tsa_policies``: if given, the token's policy OID must be one of them.
     Raises :class:`InputError` only when ``path`` is not a bag at all.
+    ``source``: read the bag through this view instead of opening ``path`` (import-bundle verifies
+    the copies it staged, so the bytes verified are the bytes committed).  ``precomputed``: bag
+    path -> {algorithm: hex} of payload files already hashed from exactly the bytes ``source``
+    serves (one read per file); used instead of reading those files again when it holds every
+    algorithm needed.
     """
     trusted_keys = list(trusted_keys)
     trusted_key_ids(trusted_keys)  # bad usage is refused before the bundle is even opened
-    src = open_source(Path(path), limits)
+    src = source if source is not None else open_source(Path(path), limits)
     try:
         report = BundleReport(str(path))
-        computed = _check_bagit(src, report, jobs=jobs)
+        computed = _check_bagit(src, report, jobs=jobs, precomputed=precomputed)
         if computed is None:
             return report
         _check_evidence(src, report, computed, list(trusted_keys), checkpoint, now,
@@ -469,7 +476,8 @@ def _entry_digest_algorithms() -> list[str]:
     return ["blake3"]
 
 
-def _check_bagit(src: BagSource, report: BundleReport, *, jobs: int | None) -> dict[str, dict[str, str]] | None:
+def _check_bagit(src: BagSource, report: BundleReport, *, jobs: int | None,
+                 precomputed: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, dict[str, str]] | None:
     """Run the BagIt checks; return path -> {alg: hex} for every readable file, or None if not a bag."""
     for p in src.problems:
         report.fail(p.name, p.detail, p.subject)
@@ -534,7 +542,12 @@ def _check_bagit(src: BagSource, report: BundleReport, *, jobs: int | None) -> d
     computed: dict[str, dict[str, str]] = {}
     # The entries' second digest (BLAKE3) is computed in the same read (bundle-format §5 step 10a).
     # SHA-256 and SHA-512 are always computed: bundle.json records both (§5 step 10a), even if a manifest is missing.
-    results = _hash_members(src, readable_payload, sorted(set(palgs) | {"sha256", "sha512"}) + _entry_digest_algorithms(), jobs)
+    payload_algs = sorted(set(palgs) | {"sha256", "sha512"}) + _entry_digest_algorithms()
+    # import-bundle: digests taken while staging the very bytes ``src`` serves (one read per file).
+    known = {p: dict(precomputed[p]) for p in readable_payload
+             if precomputed and p in precomputed and all(a in precomputed[p] for a in payload_algs)}
+    results: dict[str, dict[str, str] | str] = dict(known)
+    results.update(_hash_members(src, [p for p in readable_payload if p not in known], payload_algs, jobs))
     results.update(_hash_members(src, tag_files, talgs, jobs))
     bad_payload = bad_tag = 0
     for p, r in results.items():

@@ -159,3 +159,60 @@ def _read_tsa_root(path: Path) -> bytes:
     except ValueError as exc:
         raise InputError(f"--tsa-root is not a PEM certificate: {exc}", subject=str(path)) from None
     return data
+
+
+@click.command("import-bundle", epilog=EXIT_CODES_HELP + " Exit 1 when the bundle does not verify (nothing is written).")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--case", "case", default=None, help="Record the items under this case (default: the bundle's case).")
+@click.option("--custodian", default=None, help="Sign the receipts as this custodian (name or key id).")
+@click.option("--note", default=None, help="A note recorded with every receipt.")
+@click.option("--trusted-key", "trusted", multiple=True,
+              help="Pin a key (PEM public key file or full key id), as for verify-bundle: the bundle's checkpoint "
+                   "and bundle.json must be signed by a pinned key. Repeatable.")
+@click.option("--tsa-root", "tsa_roots", multiple=True, type=click.Path(path_type=Path, dir_okay=False), metavar="PEM",
+              help="Root certificate(s) of a timestamp authority you trust (repeatable), as for verify-bundle.")
+@click.option("--no-media", is_flag=True, help="Skip metadata and fingerprint extraction.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, help="Files copied in parallel.")
+@json_option
+@click.pass_context
+@handle_errors
+def import_bundle_cmd(ctx: click.Context, bundle: Path, case: str | None, custodian: str | None, note: str | None,
+                      trusted: tuple[str, ...], tsa_roots: tuple[Path, ...], no_media: bool, jobs: int | None,
+                      as_json: bool) -> None:
+    """Preserve an evidence bundle from another organisation, with its custody record.
+
+    The bundle is verified first (as verify-bundle does), through the very copies that are
+    preserved; on any failure nothing is written (exit 1).  Then its files are preserved, its
+    tag files kept verbatim under imports/<tag manifest SHA-256>/, and one signed ingest entry
+    (a receipt) recorded per item.  Running it again records nothing twice.
+    """
+    from ..importer import import_bundle
+
+    keys = [_trusted_key(t) for t in trusted]
+    roots = [_read_tsa_root(p) for p in tsa_roots]
+    with c.open_vault(ctx, writable=True) as vault:
+        key = vault.unlock(c.get_passphrase(), custodian)
+        result = import_bundle(vault, bundle, key=key, now=c.utc_now, case=case, note=note, trusted_keys=keys,
+                               tsa_roots=roots, extract_media=not no_media, jobs=jobs)
+    if as_json:
+        emit_json(result.to_json())
+        raise SystemExit(0 if result.ok else 1)
+    if not result.ok:
+        if result.report is not None:
+            for ch in result.report.failures:
+                subject = f" [dim]{escape(ch.subject)}[/]" if ch.subject else ""
+                out.print(f"[bold red]FAIL[/] {ch.name}{subject}: {escape(ch.detail)}")
+        out.print(f"\n[bold red]REFUSED[/]: {escape(str(bundle))} does not verify; nothing was written or recorded.")
+        raise SystemExit(1)
+    if result.kind == "plain-bag":
+        out.print(f"Plain BagIt bag imported into case [bold]{escape(result.case)}[/].")
+        raise SystemExit(0)
+    new = sum(1 for i in result.items if i.status != "already-recorded")
+    out.print(f"Verified and imported [bold]{escape(str(bundle))}[/] from {escape(result.origin)} (their case "
+              f"{escape(result.source_case)}) into case [bold]{escape(result.case)}[/]: {new} receipt(s) recorded, "
+              f"{len(result.items) - new} already recorded.")
+    for i in result.items:
+        accepted = (f"; accepts their release, entry {i.transfer['seq']}" if i.transfer else "; no release to you in the bundle")
+        where = f"entry {i.seq}" if i.seq is not None else "-"
+        out.print(f"  {i.status:<16} {escape(i.path)} ({i.sha256[:16]}…) {where}{accepted if i.status != 'already-recorded' else ''}")
+    out.print(f"Tag files kept under {escape(result.stored)}{' (stored now)' if result.stored_now else ' (already stored)'}.")

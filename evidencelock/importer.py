@@ -40,6 +40,7 @@ from sqlalchemy import Connection, select
 
 from . import schema
 from .bundle.source import BagSource, Limits, open_source
+from .bundle.upstream import receipt_problems
 from .bundle.verify import HASH_ALGORITHMS, BundleReport, verify_bundle
 from .entry import SignedEntry, format_time
 from .errors import InputError, StorageError, VerificationError
@@ -527,37 +528,3 @@ def check_imports(vault: Vault, receipts: Sequence[SignedEntry], add: Callable[[
         meta, entries = got
         for problem in receipt_problems(rec, e.actor, e.body.get("item"), meta, entries):
             add("import-receipt", subject, problem)
-
-
-def receipt_problems(rec: Mapping[str, Any], actor: str, item: Any, meta: Mapping[str, Any],
-                     entries: Mapping[int, SignedEntry]) -> list[str]:
-    """Each ``received`` member against the bundle it names (docs/bundle-format.md §4.9)."""
-    problems: list[str] = []
-    cp = meta.get("checkpoint") if isinstance(meta.get("checkpoint"), dict) else {}
-    for name, expected in (("origin", meta.get("origin")), ("case", meta.get("case")), ("exporter", meta.get("exporter")),
-                           ("checkpoint", {"size": cp.get("size"), "root": cp.get("root")})):
-        if rec.get(name) != expected:
-            problems.append(f"received.{name} differs from the bundle's signed bundle.json: expected={expected!r} "
-                            f"found={rec.get(name)!r}")
-    listed = next((i for i in meta.get("items", []) if isinstance(i, dict) and i.get("sha256") == item), None)
-    if listed is None:
-        problems.append(f"item {str(item)[:16]}… is not an item of the bundle the receipt names")
-    elif rec.get("ingests") != listed.get("entries"):
-        problems.append(f"received.ingests differs from the bundle's ingest entries of the item: "
-                        f"expected={listed.get('entries')!r} found={rec.get('ingests')!r}")
-    tr = rec.get("transfer")
-    if tr is not None:
-        seq = tr.get("seq") if isinstance(tr, dict) else None
-        rel = entries.get(seq) if isinstance(seq, int) and not isinstance(seq, bool) else None
-        if rel is None:
-            problems.append(f"received.transfer names entry {seq!r}, which the bundle does not carry")
-        elif rel.entry_hash != tr.get("entry_hash"):
-            problems.append(f"received.transfer.entry_hash differs from entry {seq}: expected={rel.entry_hash} "
-                            f"found={tr.get('entry_hash')!r}")
-        elif rel.entry.type != "transfer" or rel.entry.body.get("item") != item:
-            problems.append(f"received.transfer names entry {seq}, which is not a transfer of this item "
-                            f"(type {rel.entry.type!r})")
-        elif rel.entry.body.get("to") != actor:
-            problems.append(f"received.transfer names entry {seq}, a release to {str(rel.entry.body.get('to'))[:16]}…, "
-                            f"not to the receiver {actor[:16]}… who signed this receipt")
-    return problems

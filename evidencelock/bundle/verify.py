@@ -172,6 +172,8 @@ class BundleReport:
     case: str = ""
     payload_files: int = 0
     payload_bytes: int = 0
+    upstream: list[dict[str, Any]] = field(default_factory=list)  # §4.9: each earlier organisation's part
+    custody_paths: list[dict[str, Any]] = field(default_factory=list)  # §4.9: A → B → C per received item
 
     @property
     def failures(self) -> list[Check]:
@@ -207,6 +209,8 @@ class BundleReport:
             "timestamp": self.timestamp,
             "keys": self.keys,
             "items": self.items,
+            "upstream": self.upstream,
+            "custody_paths": self.custody_paths,
         }
 
 
@@ -922,6 +926,9 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
     _check_names(report, meta, entries)
     _check_bag_info_signed(src, report, meta)
     _check_allowed_files(src, report)
+    from .upstream import check_upstream  # §4.9, §5 step 16: earlier organisations' parts
+
+    check_upstream(src, report, meta, entries, computed, trusted=trusted, now=now, tsa=tsa)
     _check_bagit_txt_exact(src, report)
     if "evidence/metadata.json" in src.sizes:  # §4 "Strict JSON", §4.8: an object
         if not isinstance(_json_file(src, "evidence/metadata.json", report, "evidence-format"), dict):
@@ -1304,7 +1311,8 @@ def _signed_by_structure(p: str) -> bool:
     return (p in ("bagit.txt", "bag-info.txt", "evidence/bundle.json", "evidence/bundle.json.sig", "evidence/entries.jsonl",
                   "evidence/proofs.json", "evidence/checkpoint.txt", "evidence/checkpoint-body.txt", "evidence/checkpoint.sig",
                   "evidence/timestamp.tst", "evidence/tsa-chain.pem", "evidence/timestamp.tsq")
-            or bool(_MANIFEST.match(p)) or bool(_SEQ_FILE.match(p)) or bool(_KEY_FILE.match(p)))
+            or bool(_MANIFEST.match(p)) or bool(_SEQ_FILE.match(p)) or bool(_KEY_FILE.match(p))
+            or p.startswith("evidence/upstream/"))  # §4.9: bound by U, named in signed receipts
 
 
 def _item_summary(path: str, size: int, digests: Mapping[str, str], ingests: list[SignedEntry],
@@ -1656,6 +1664,7 @@ def _check_allowed_files(src: BagSource, report: BundleReport) -> None:
     """§2 "No other files": an extra manifest (e.g. manifest-md5.txt) or any unlisted tag file is refused."""
     name = "evidence-unexpected-file"
     extra = sorted(p for p in src.sizes if not p.startswith("data/") and p not in _ALLOWED_TOP
+                   and not p.startswith("evidence/upstream/")  # §4.9: upstream.check_upstream decides those
                    and not _SEQ_FILE.match(p) and not _KEY_FILE.match(p))
     for p in extra[:50]:
         report.fail(name, "file not allowed in an evidence bundle (§2: no other files)", p)

@@ -420,6 +420,7 @@ def export_bundle(
     if unknown:
         raise InputError(f"item {unknown[0]} is not preserved in this vault", hint="run `evidencelock verify`; nothing was exported")
     plan = _plan_names(entries, sha_items, {h: int(r.size) for h, r in item_rows.items()})
+    upstream = _upstream_parts(vault, entries)  # checked before anything is signed or written
     created = now()
     # Check what we are about to certify, with the same core the verifier uses.
     for seq, s in entries.items():
@@ -513,6 +514,8 @@ def export_bundle(
         }, indent=1, sort_keys=True, ensure_ascii=False).encode()
         _write(ev / "bundle.json", bundle_json)
         _write(ev / "bundle.json.sig", key.sign(bundle_json))
+        # §4.9: the stored tag files of every bundle an included receipt names, verbatim.
+        _copy_upstream(upstream, ev / "upstream")
         # BagIt (RFC 8493): declaration, payload manifests, bag-info, then tag manifests last.
         _write(tmp / "bagit.txt", b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
         for alg in ("sha256", "sha512"):
@@ -559,6 +562,39 @@ def export_bundle(
         raise
     return ExportResult(out, case, len(plan), total, len(entries), cp.tree_size, chosen.created, stamp is not None,
                         signed.entry.seq, tagmanifest_sha256, copy_seconds)
+
+
+def _upstream_parts(vault: Vault, entries: Mapping[int, SignedEntry]) -> dict[str, Path]:
+    """docs/bundle-format.md §4.9: U -> the stored ``imports/<U>`` folder, for every U that an
+    included ingest entry names in ``received.bundle``.  A missing or altered stored import
+    refuses the export (nothing signed, nothing written), naming the folder."""
+    from ..importer import IMPORTS_DIR, stored_import_problems
+
+    parts: dict[str, Path] = {}
+    for seq in sorted(entries):
+        e = entries[seq].entry
+        rec = e.body.get("received") if e.type == "ingest" else None
+        u = rec.get("bundle") if isinstance(rec, dict) else None
+        if not isinstance(u, str) or u in parts:
+            continue
+        folder = vault.root / IMPORTS_DIR / u
+        if len(u) != 64 or not folder.is_dir() or folder.is_symlink():
+            raise VerificationError(f"entry {seq} received item {str(e.body.get('item'))[:16]}… in a bundle whose tag files "
+                                    "are not stored in this vault", subject=f"{IMPORTS_DIR}/{u[:64]}",
+                                    hint="run `evidencelock verify`; nothing was exported")
+        problems = stored_import_problems(folder, u)
+        if problems:
+            raise VerificationError(f"the stored import differs from the bundle received: {problems[0]}",
+                                    subject=f"{IMPORTS_DIR}/{u}", hint="run `evidencelock verify`; nothing was exported")
+        parts[u] = folder
+    return parts
+
+
+def _copy_upstream(parts: Mapping[str, Path], dest: Path) -> None:
+    for u, folder in sorted(parts.items()):
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                _write(dest / u / path.relative_to(folder), path.read_bytes())
 
 
 def _zip_add_utc(z: zipfile.ZipFile, path: Path, arcname: str, method: int) -> None:

@@ -55,6 +55,7 @@ class VerifyReport:
     tree_size: int = 0
     root_hash: str = ""
     checkpoints_checked: int = 0
+    receipts: list[SignedEntry] = field(default_factory=list, repr=False)  # import receipts seen (not in JSON)
 
     @property
     def errors(self) -> list[Finding]:
@@ -118,6 +119,7 @@ def verify_vault(vault: Vault, *, all_digests: bool = False, jobs: int | None = 
                 recorded, leaf_hashes, derivation = _check_ledger(vault, report)
                 _check_tree(vault, report, leaf_hashes)
                 _check_derived(vault, report, recorded, derivation)
+                _check_imports(vault, report)
                 unrecorded = _check_objects(vault, report, recorded, listing, hashing, all_digests=all_digests,
                                             progress=progress, shard=shard)
             finally:
@@ -125,6 +127,13 @@ def verify_vault(vault: Vault, *, all_digests: bool = False, jobs: int | None = 
                     fut.cancel()
     _report_unrecorded(vault, report, unrecorded, snap.size)
     return report
+
+
+def _check_imports(vault: Vault, report: VerifyReport) -> None:
+    """docs/vault-layout.md §7: every stored import (imports/<U>) intact, every receipt matching it."""
+    from .importer import check_imports
+
+    check_imports(vault, report.receipts, report.add)
 
 
 def _report_unrecorded(vault: Vault, report: VerifyReport, unrecorded: list[tuple[str, str]], snapshot_size: int) -> None:
@@ -206,6 +215,8 @@ def _check_ledger(vault: Vault, report: VerifyReport) -> tuple[dict[str, _Record
             if not isinstance(sha, str) or not is_sha256_hex(sha) or digests.get("sha256") != sha:
                 report.add("entry-malformed", subject, "ingest entry lacks a valid item digest")
                 continue
+            if isinstance(body.get("received"), dict):
+                report.receipts.append(signed)  # checked against imports/ by _check_imports
             prior = recorded.get(sha)
             size = body.get("size")
             if prior is not None and (prior.size != size or (digests.get("blake3") not in (None, prior.second))):

@@ -324,6 +324,9 @@ def _store_import(imports: Path, partial: Path, u: str) -> bool:
             raise VerificationError(f"the stored copy of this bundle's tag files differs from the bundle: {problems[0]}",
                                     subject=str(final), hint="run `evidencelock verify`; nothing was recorded")
         return False
+    for dirpath, _dirs, names in os.walk(partial):  # write-once: read-only, like the objects
+        for name in names:
+            os.chmod(os.path.join(dirpath, name), 0o444)
     try:
         _syncfs(partial)
     except (OSError, TypeError):

@@ -87,6 +87,7 @@ class UpstreamSource(BagSource):
     def __init__(self, outer: BagSource, prefix: str, payload_by_sha256: Mapping[str, str], *, depth: int) -> None:
         super().__init__(f"{outer.label} [{prefix.rstrip('/')}]", outer.limits)
         self.outer, self.prefix, self.upstream_depth = outer, prefix, depth
+        self.pins: frozenset[str] = frozenset(getattr(outer, "pins", frozenset()))  # the reader's pins, at every depth
         self._map: dict[str, str] = {}
         self.not_carried: dict[str, str] = {}  # inner payload path -> sha256 listed by its manifest
         self.misplaced: list[str] = []  # outer files under <prefix>data/: payload cannot hide in a tag folder
@@ -209,7 +210,7 @@ def check_upstream(src: BagSource, report: Any, meta: Mapping[str, Any], entries
                     "parts below this level were not verified", src.label)
         return
     payload_by_sha = {d["sha256"]: p for p, d in computed.items() if p.startswith("data/") and "sha256" in d}
-    trusted_ids = trusted_key_ids(trusted)
+    trusted_ids = trusted_key_ids(trusted) | set(getattr(src, "pins", ()))
     names = dict(getattr(report, "keys", {}) or {})
     origin = str(meta.get("origin", ""))
     bad = 0
@@ -224,6 +225,7 @@ def check_upstream(src: BagSource, report: Any, meta: Mapping[str, Any], entries
                         f"files under {PREFIX}{u}/: the earlier custody cannot be checked", f"{PREFIX}{u}/")
             continue
         view = UpstreamSource(src, f"{PREFIX}{u}/", payload_by_sha, depth=depth + 1)
+        view.pins = frozenset(trusted_ids)
         for p in view.misplaced[:20]:
             bad += 1
             report.fail("evidence-upstream", "a payload file inside an upstream folder (§4.9: only tag files travel there)", p)

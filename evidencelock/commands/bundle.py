@@ -135,6 +135,8 @@ def verify_bundle_cmd(bundle: Path, trusted: tuple[str, ...], checkpoint: Path |
         out.print("\n[bold]Not established[/]")
         for s in report.not_established:
             out.print(f"  • {escape(s)}")
+        if report.ok and report.upstream:
+            _print_earlier_custodians(report)
         if report.ok:
             out.print(f"\n[bold green]VERIFIED[/]: {report.payload_files} files, {report.payload_bytes} bytes")
         elif report.kind == "bagit-only":
@@ -216,3 +218,23 @@ def import_bundle_cmd(ctx: click.Context, bundle: Path, case: str | None, custod
         where = f"entry {i.seq}" if i.seq is not None else "-"
         out.print(f"  {i.status:<16} {escape(i.path)} ({i.sha256[:16]}…) {where}{accepted if i.status != 'already-recorded' else ''}")
     out.print(f"Tag files kept under {escape(result.stored)}{' (stored now)' if result.stored_now else ' (already stored)'}.")
+
+
+def _print_earlier_custodians(report) -> None:  # noqa: ANN001 - BundleReport
+    """§4.9: each organisation's part and the path of each received item (verified data only)."""
+    out.print("\n[bold]Earlier custodians[/] (each organisation's part, verified against its own keys and checkpoint)")
+
+    def parts(ups, depth: int) -> None:
+        for u in ups:
+            cp = u.get("checkpoint") or {}
+            pin = "pinned" if cp.get("pinned") else "identity not established: no --trusted-key pins it"
+            out.print(f"  {'  ' * depth}• {escape(str(u.get('origin')))}, case {escape(str(u.get('case')))}: exported by "
+                      f"{escape(str(u.get('exporter_name') or u.get('exporter', '')[:16]))}, checkpoint size {cp.get('size')} "
+                      f"signed by {escape(str(cp.get('signer_name') or ''))} ({pin}); bundle {u['bundle'][:16]}…"
+                      + (f"; {len(u['not_carried'])} file(s) not carried here, not checked" if u.get("not_carried") else ""))
+            parts(u.get("upstream") or [], depth + 1)
+
+    parts(report.upstream, 0)
+    names = {i["digests"].get("sha256"): i["path"] for i in report.items}
+    for p in report.custody_paths:
+        out.print(f"  {escape(names.get(p['item'], p['item'][:16] + '…'))}: {escape(p['text'])}")

@@ -253,7 +253,11 @@ def check_upstream(src: BagSource, report: Any, meta: Mapping[str, Any], entries
         for c in inner.checks:
             report.add(f"upstream:{c.name}", c.ok, c.detail, f"{tag}: {c.subject}" if c.subject else tag)
         part_ok = not inner.failures and found_u == u and not view.misplaced
-        bad += 0 if part_ok else 1
+        if inner.failures:
+            bad += 1
+            report.fail("evidence-upstream", f"upstream part {u[:12]}… failed {len(inner.failures)} check(s) of a bundle "
+                        f"(listed as upstream:<check> with subject '{tag}: …'): the earlier custody it records is not "
+                        "established", f"{PREFIX}{u}/")
         part = _Part(u, names=dict(inner.keys))
         try:
             part.meta, part.entries = _read_part(view)

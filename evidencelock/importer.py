@@ -5,7 +5,7 @@ Order (STYLE.md §9; docs/bundle-format.md §7 "Import"):
 1. every payload file of the bag is read ONCE: its bytes feed the staged copy in the vault's
    staging area and every digest the verification needs (SHA-256, BLAKE3, SHA-512 and the
    algorithms of the bag's payload manifests); every tag file (every file outside ``data/``)
-   is copied into ``imports/.partial-<random>/``;
+   is copied into ``staging/<session>/import-<random>/`` (nothing under ``imports/`` yet);
 2. the bundle is verified (``verify_bundle``) THROUGH THOSE COPIES: the tag files are read from
    the partial folder, the payload digests are the ones taken while staging.  The bytes verified
    are exactly the bytes that will be committed: no window between verification and copy;
@@ -217,8 +217,9 @@ def _import_evidence(vault: Vault, bundle_path: Path, src: BagSource, *, key: Cu
     if imports.is_symlink():
         raise InputError("the vault's imports/ folder is a symlink: refused", subject=str(imports),
                          hint="a link there was not made by evidencelock")
-    _makedirs_durable(imports)
-    partial = imports / f".partial-{secrets.token_hex(8)}"
+    # The tag files are copied into this process's staging session (nothing under imports/ until
+    # the bundle verified); a crash leaves only this folder there, which no entry names.
+    partial = vault.store._session_dir() / f"import-{secrets.token_hex(8)}"
     partial.mkdir()
     staged: dict[str, tuple[StagedObject, dict[str, str]]] = {}
     committed = False
@@ -238,6 +239,7 @@ def _import_evidence(vault: Vault, bundle_path: Path, src: BagSource, *, key: Cu
                 return p, f"{type(exc).__name__}: {exc}"
 
         workers = max(1, jobs or os.cpu_count() or 1)
+        # (the session folder was made above, before the threads: it is created lazily, without a lock)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="import") as pool:
             for p, r in pool.map(stage, sorted(payload, key=lambda q: -src.sizes[q])):
                 if isinstance(r, str):
@@ -310,6 +312,7 @@ def _source_key(vault: Vault, u: str, path: str) -> str:
 
 def _store_import(imports: Path, partial: Path, u: str) -> bool:
     """``imports/<U>``: made durable, then renamed into place; never overwritten. True if written now."""
+    _makedirs_durable(imports)
     final = imports / u
     try:
         st = os.lstat(final)
@@ -499,8 +502,6 @@ def check_imports(vault: Vault, receipts: Sequence[SignedEntry], add: Callable[[
         return
     if imports.is_dir():
         for ent in sorted(os.scandir(imports), key=lambda e: e.name):
-            if ent.name.startswith(".partial-"):
-                continue  # an interrupted import: not referenced by any entry
             sub = f"{IMPORTS_DIR}/{ent.name}"
             if len(ent.name) != 64 or not set(ent.name) <= _HEX64 or not ent.is_dir(follow_symlinks=False):
                 add("import-folder", sub, "not an import folder (its name must be the 64-hex SHA-256 of its tag manifest)")

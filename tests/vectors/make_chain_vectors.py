@@ -88,12 +88,13 @@ def build_chain(root: Path, n: int = 3) -> dict[str, Any]:
     (files / "clip.bin").write_bytes(bytes(range(256)) * 8)
     va, ka = orgs["A"]
     ingest(va, [files], key=ka, case="Case A", now=clock, extract_media=False)
-    world: dict[str, Any] = {"root": root, "clock": clock, "orgs": orgs, "names": names, "u": {}, "bundles": {}}
+    world: dict[str, Any] = {"root": root, "clock": clock, "orgs": orgs, "names": names, "u": {}, "bundles": {},
+                             "imports": {}}
     for i in range(n - 1):
         a, b = names[i], names[i + 1]
         hop = hand_over(orgs[a][0], orgs[a][1], f"Case {a}", orgs[b][0], orgs[b][1], f"Case {b}",
                         root / f"bundle{a}", clock)
-        world["u"][a], world["bundles"][a] = hop["u"], hop["bundle"]
+        world["u"][a], world["bundles"][a], world["imports"][b] = hop["u"], hop["bundle"], hop["result"]
     last = names[-1]
     export_bundle(orgs[last][0], case=f"Case {last}", out=root / f"bundle{last}", key=orgs[last][1], now=clock)
     world["bundles"][last] = root / f"bundle{last}"

@@ -184,6 +184,7 @@ checked against the checkpoint at log size {cp.tree_size}. Anyone can repeat thi
     parts.append('</ul></div><div class="box no"><h3>Not established</h3><ul>')
     parts += [f"<li>{e(s)}</li>" for s in does_not_prove(ctx)]
     parts.append("</ul></div></div>")
+    parts += ["<h2>Earlier custodians</h2><ul>" + "".join(f"<li>{e(s)}</li>" for s in earlier_custodians(ctx)) + "</ul>"] if earlier_custodians(ctx) else []
     parts.append(f"""<h2>The log checkpoint</h2><table>
 <tr><th>Log (origin)</th><td><code>{e(cp.origin)}</code></td></tr>
 <tr><th>Size</th><td>{cp.tree_size} records</td></tr>
@@ -445,6 +446,13 @@ def _chain_sentence(ctx: Any) -> str:
             "checkpoints, audits) were not examined.")
 
 
+def earlier_custodians(ctx: Any) -> list[str]:
+    """bundle-format §4.9: one line per received item, its path through the earlier organisations
+    (from verified upstream parts only; empty when no item was received from another organisation)."""
+    paths = {p["item"]: p["text"] for p in getattr(ctx, "custody_paths", None) or []}
+    return [f"`{p['path']}`: {paths[p['sha256']]}" for p in ctx.plan if p["sha256"] in paths]
+
+
 def certification_md(ctx: Any) -> str:
     cp = ctx.checkpoint
     rows = "\n".join(f"| `{p['path']}` | {p['size']} | `{p['sha256']}` | "
@@ -461,6 +469,8 @@ def certification_md(ctx: Any) -> str:
         first_times[p["sha256"]] = (e.time, ctx.keys.get(e.actor).name if ctx.keys.get(e.actor) else e.actor)
     ingest_lines = "\n".join(f"- `{p['path']}`: digest computed at ingest {first_times[p['sha256']][0]} by custodian "
                              f"{first_times[p['sha256']][1]}" for p in ctx.plan)
+    ingest_lines += "".join(["\n\n   **Earlier custodians** (received from other organisations; bundle-format §4.9):\n"]
+                            + [f"\n- {line}" for line in earlier_custodians(ctx)]) if earlier_custodians(ctx) else ""
     return f"""# DRAFT — Certification of authenticity of electronic records by process of digital identification
 
 > **Draft for review.** Generated automatically by {ctx.software} on {ctx.created}. It must be

@@ -186,3 +186,33 @@ def test_nesting_deeper_than_the_limit_is_refused(tmp_path):
     assert not rep.ok
     deep = [c for c in rep.failures if c.name.endswith("evidence-upstream") and "deeper than 8" in c.detail]
     assert deep and deep[0].name == "upstream:" * 8 + "evidence-upstream"
+
+
+def test_certification_and_report_name_the_earlier_custodians(chain):
+    cert = (chain["bundles"]["C"] / "certification.md").read_text("utf-8")
+    html = (chain["bundles"]["C"] / "report.html").read_text("utf-8")
+    path = "A custodian (a.example/log) → B custodian (b.example/log) → C custodian (c.example/log)"
+    assert "**Earlier custodians**" in cert and cert.count(path) == 2
+    assert "<h2>Earlier custodians</h2>" in html and html.count(path) == 2
+    # A's own bundle received nothing: no such section
+    assert "Earlier custodians" not in (chain["bundles"]["A"] / "certification.md").read_text("utf-8")
+
+
+def test_exporter_rewriting_the_earlier_custodians_with_its_real_key_is_refused(chain, bag):
+    """C's real key re-signs bundle.json over a certification that names another first custodian."""
+    import hashlib
+
+    from make_chain_vectors import regen_tag_manifests
+
+    kc = chain["orgs"]["C"][1]
+    f = bag / "certification.md"
+    f.write_bytes(f.read_bytes().replace(b"A custodian (a.example/log) \xe2\x86\x92", b"Z custodian (z.example/log) \xe2\x86\x92", 1))
+    meta = json.loads((bag / "evidence/bundle.json").read_text())
+    meta["files"]["certification.md"] = hashlib.sha256(f.read_bytes()).hexdigest()
+    data = json.dumps(meta, indent=1, sort_keys=True, ensure_ascii=False).encode()
+    (bag / "evidence/bundle.json").write_bytes(data)
+    (bag / "evidence/bundle.json.sig").write_bytes(kc.sign(data))
+    regen_tag_manifests(bag)
+    rep = verify_bundle(bag)
+    assert [c.name for c in rep.failures] == ["evidence-certification"], rep.failures
+    assert "Z custodian" in rep.failures[0].detail

@@ -42,6 +42,7 @@ class Context:
     bag: Path
     checkpoint_created: bool = False
     thumbs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    custody_paths: list[dict[str, Any]] = field(default_factory=list)  # bundle-format §4.9: earlier custodians
 
 
 def thumbnails(jobs: list[tuple[Path, str]], *, timeout: float = 120.0) -> list[list[dict[str, Any]]]:

@@ -175,6 +175,7 @@ def check_human_files(src: Any, report: Any, meta: Mapping[str, Any], entries: M
         stamp = {"verified": False, "time": "", "tsa": "unknown (no TSA certificate chain was given)", "root_sha256": ""}
     try:
         ctx = _context(meta, entries, enrolled, cp, signer, stamp)
+        ctx.custody_paths = list(getattr(report, "custody_paths", []))  # §4.9: from verified upstream parts only
         expected = {"certification.md": ("evidence-certification", _shown(render.certification_md(ctx))),
                     "VERIFY.md": ("evidence-verify-md", _shown(verify_md(ctx)))}
         if html_text is not None:

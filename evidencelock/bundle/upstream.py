@@ -308,6 +308,28 @@ def check_upstream(src: BagSource, report: Any, meta: Mapping[str, Any], entries
         if not part_ok or not receipts_ok:
             parts.pop(u, None)
     # The path of each received item, from verified parts only.
+    report.custody_paths.extend(custody_paths(receipts, origin, names, parts))
+    if not bad and not any(c.name == "evidence-upstream" and not c.ok for c in report.checks):
+        report.add("evidence-upstream", True, f"{len(receipts)} upstream part(s) verified and every receipt matches")
+
+
+def enrolled_names(entries: Mapping[int, SignedEntry]) -> dict[str, str]:
+    """key id -> custodian name of its first key-enroll entry (as §4.3 names a key)."""
+    names: dict[str, str] = {}
+    for seq in sorted(entries):
+        e = entries[seq].entry
+        if e.type == "key-enroll" and isinstance(e.body.get("key_id"), str):
+            name = e.body.get("name")
+            names.setdefault(e.body["key_id"], name if isinstance(name, str) else "")
+    return names
+
+
+def custody_paths(receipts: Mapping[str, list[SignedEntry]], origin: str, names: Mapping[str, str],
+                  parts: Mapping[str, _Part]) -> list[dict[str, Any]]:
+    """§4.9: per received item (its first receipt, receipts in order of U then seq), the hops from
+    the first organisation to this one.  ``parts``: only parts that verified (verify-bundle) or
+    the stored imports (export, which renders the same words into the human files)."""
+    out: list[dict[str, Any]] = []
     for u, recs in sorted(receipts.items()):
         part = parts.get(u)
         if part is None:
@@ -315,22 +337,40 @@ def check_upstream(src: BagSource, report: Any, meta: Mapping[str, Any], entries
         for s in recs:
             e = s.entry
             item = e.body.get("item")
-            if any(p["item"] == item for p in report.custody_paths):
+            if any(p["item"] == item for p in out):
                 continue  # first receipt of the item in this bundle
             tr = e.body["received"].get("transfer")
-            rel = part.entries.get(tr["seq"]) if isinstance(tr, dict) else None
+            rel = part.entries.get(tr.get("seq")) if isinstance(tr, dict) else None
             hop = {"from_origin": part.meta.get("origin"), "from_case": part.meta.get("case"),
                    "released_by": rel.entry.actor if rel else None,
                    "released_by_name": part.names.get(rel.entry.actor, "") if rel else "",
                    "released_at": rel.entry.time if rel else None, "release_seq": rel.entry.seq if rel else None,
                    "to_origin": origin, "to_case": e.case, "received_by": e.actor, "received_by_name": names.get(e.actor, ""),
                    "received_at": e.time, "receipt_seq": e.seq, "bundle": u}
-            earlier = part.paths.get(item, {}).get("hops", [])
-            hops = list(earlier) + [hop]
-            report.custody_paths.append({"item": item, "origins": [hops[0]["from_origin"]] + [h["to_origin"] for h in hops],
-                                         "hops": hops, "text": path_text(hops)})
-    if not bad and not any(c.name == "evidence-upstream" and not c.ok for c in report.checks):
-        report.add("evidence-upstream", True, f"{len(receipts)} upstream part(s) verified and every receipt matches")
+            hops = list(part.paths.get(item, {}).get("hops", [])) + [hop]
+            out.append({"item": item, "origins": [hops[0]["from_origin"]] + [h["to_origin"] for h in hops],
+                        "hops": hops, "text": path_text(hops)})
+    return out
+
+
+def stored_parts(open_part: Any, entries: Mapping[int, SignedEntry], *, depth: int = 0) -> dict[str, _Part]:
+    """The parts a bundle's receipts name, read (not verified) from stored copies: ``open_part(u)``
+    returns a BagSource of ``imports/<U>`` (export: the importer verified them, ``verify`` checks
+    them).  Used so that the exporter renders the same "Earlier custodians" words that
+    verify-bundle renders from the verified parts."""
+    parts: dict[str, _Part] = {}
+    if depth >= MAX_DEPTH:
+        return parts
+    for u in sorted(receipts_of(entries)):
+        src = open_part(u)
+        meta, part_entries = _read_part(src)
+        inner = stored_parts(lambda v, s=src: UpstreamSource(s, f"{PREFIX}{v}/", {}, depth=depth + 1), part_entries,
+                             depth=depth + 1)
+        names = enrolled_names(part_entries)
+        part = _Part(u, meta=meta, entries=part_entries, names=names)
+        part.paths = {p["item"]: p for p in custody_paths(receipts_of(part_entries), str(meta.get("origin", "")), names, inner)}
+        parts[u] = part
+    return parts
 
 
 def path_text(hops: list[Mapping[str, Any]]) -> str:

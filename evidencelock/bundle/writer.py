@@ -498,7 +498,7 @@ def export_bundle(
             case=case, origin=cp.origin, created=_fmt(created), software=_software(), exporter=key.key_id,
             exporter_name=key.name, checkpoint=cp, checkpoint_signer=signer, timestamp=_stamp_info(stamp),
             plan=plan, entries=entries, keys={k: keys[k] for k in enrolled_here}, media=media, bag=tmp,
-            checkpoint_created=chosen.created)
+            checkpoint_created=chosen.created, custody_paths=_custody_paths(upstream, entries, cp.origin))
         files: dict[str, str] = {}
         for name, data in handbook.human_files(ctx, with_report=report).items():
             _write(tmp / name, data)
@@ -588,6 +588,18 @@ def _upstream_parts(vault: Vault, entries: Mapping[int, SignedEntry]) -> dict[st
                                     subject=f"{IMPORTS_DIR}/{u}", hint="run `evidencelock verify`; nothing was exported")
         parts[u] = folder
     return parts
+
+
+def _custody_paths(parts: Mapping[str, Path], entries: Mapping[int, SignedEntry], origin: str) -> list[dict[str, Any]]:
+    """§4.9: the "Earlier custodians" of the human files, from the stored imports (the same words
+    verify-bundle renders from the verified upstream parts)."""
+    if not parts:
+        return []
+    from .source import DirSource, Limits
+    from .upstream import custody_paths, enrolled_names, receipts_of, stored_parts
+
+    opened = stored_parts(lambda u: DirSource(parts[u], Limits()), entries)
+    return custody_paths(receipts_of(entries), origin, enrolled_names(entries), opened)
 
 
 def _copy_upstream(parts: Mapping[str, Path], dest: Path) -> None:

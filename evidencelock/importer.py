@@ -341,7 +341,12 @@ def _store_import(imports: Path, partial: Path, u: str) -> bool:
                 finally:
                     os.close(fd)
             _fsync_dir(Path(dirpath))
-    os.rename(partial, final)
+    try:
+        os.rename(partial, final)  # rename(2) never replaces a non-empty folder: write-once
+    except OSError:
+        if not final.is_dir() or final.is_symlink():
+            raise
+        return _store_import(imports, partial, u)  # a concurrent import of the same bundle won: check its copy
     _fsync_dir(imports)
     return True
 

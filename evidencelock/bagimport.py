@@ -88,6 +88,10 @@ class PlainBagRefused(VerificationError):
         self.problems = list(problems)
         self.more = more
 
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": False, "refused": str(self), "problems": [p.to_json() for p in self.problems],
+                "more_problems": self.more}
+
 
 @dataclass(frozen=True)
 class PlainFile:

@@ -96,6 +96,9 @@ class ReceiveRefused(VerificationError):
         )
         self.problems = list(problems)
 
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": False, "refused": str(self), "problems": [p.to_json() for p in self.problems]}
+
 
 @dataclass
 class ReceiveReport(IngestReport):

@@ -29,6 +29,7 @@ import os
 import re
 import secrets
 import stat
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,7 @@ class ObjectStore:
         self.staging_dir = self.root / "staging"
         self._session: Path | None = None
         self._session_fd: int | None = None
+        self._session_lock = threading.Lock()  # reader threads stage concurrently: one session per process
 
     # -- layout -------------------------------------------------------------------------
     def path_for(self, sha256: str) -> Path:
@@ -146,6 +148,10 @@ class ObjectStore:
 
     # -- writing ------------------------------------------------------------------------
     def _session_dir(self) -> Path:
+        with self._session_lock:
+            return self._open_session()
+
+    def _open_session(self) -> Path:
         if self._session is None:
             _makedirs_durable(self.staging_dir)
             if self.staging_dir.is_symlink():  # §4.1: never write through a planted link

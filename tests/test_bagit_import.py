@@ -450,3 +450,65 @@ def test_killed_mid_import_then_rerun_completes_and_verifies(vault, key, clock, 
     with Vault.open(vp) as v:
         assert not any(p.is_file() for p in (vp / "staging").rglob("*"))
         assert v.ledger.tail().size == 1 + len(FILES)
+
+
+# -- hardening ---------------------------------------------------------------------------------
+def test_received_media_is_extracted_and_signed_like_ingest(vault, key, clock, tmp_path):
+    from mediagen import make_jpeg
+
+    src = tmp_path / "media"
+    src.mkdir()
+    make_jpeg(src / "photo.jpg", 7, exif={"0th": {271: b"Canon", 272: b"Canon EOS 40D"}, "Exif": {}})
+    photo = (src / "photo.jpg").read_bytes()
+    bag = make_bag(tmp_path, files={"photo.jpg": photo, "again.jpg": photo})
+    rep = do_import(vault, key, bag, clock, extract_media=True)
+    assert rep.receive.count("preserved") == 1 and rep.receive.count("duplicate") == 1
+    first = next(b for b in ingest_bodies(vault.root) if "duplicate_of" not in b)
+    assert first["media"]["kind"] == "image" and len(first["media_sha256"]) == 64
+    vault.close()
+    assert verify_ok(vault.root)["findings"] == []  # the stored metadata matches the signed digest
+
+
+def test_damaged_zip_member_refused_named(vault, key, clock, tmp_path):
+    bag = make_bag(tmp_path)
+    z = tmp_path / "bag.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_STORED) as zf:
+        for p in sorted(bag.rglob("*")):
+            if p.is_file():
+                zf.write(p, "bag/" + str(p.relative_to(bag)))
+    raw = bytearray(z.read_bytes())
+    at = raw.index(bytes(range(256)) * 4) + 77  # inside IMG_0001.jpg's stored bytes
+    raw[at] ^= 0x01
+    z.write_bytes(bytes(raw))
+    err = assert_refused(vault, key, z, clock, check="bagit-zip-crc", subject="data/DCIM/IMG_0001.jpg", text="CRC")
+    assert exit_code_for(err) == 1
+
+
+def test_stage_stream_refuses_a_stream_longer_than_stated_without_copying_it(vault):
+    import io
+
+    from evidencelock.store import SourceChanged
+
+    big = io.BytesIO(b"x" * (3 << 20))
+    with pytest.raises(SourceChanged, match="over 10 bytes read"):
+        vault.store.stage_stream(big, expected_size=10)
+    assert big.tell() <= (1 << 20) + 10  # stopped after one buffer, not read to the end
+    assert not [p for p in (vault.root / "staging").rglob("*") if p.is_file()]
+    staged = vault.store.stage_stream(io.BytesIO(b"hello"), expected_size=5, extra=["md5", "sha512", "sha256"])
+    assert staged.digests.sha256 == hashlib.sha256(b"hello").hexdigest()
+    assert staged.digests.extra == {"md5": hashlib.md5(b"hello").hexdigest(),
+                                    "sha512": hashlib.sha512(b"hello").hexdigest(),
+                                    "sha256": hashlib.sha256(b"hello").hexdigest()}
+    assert staged.path.read_bytes() == b"hello"
+    vault.store.discard(staged)
+
+
+def test_refusal_names_every_problem_in_json(vault, key, clock, tmp_path):
+    bag = make_bag(tmp_path)
+    (bag / "data" / "planted.jpg").write_bytes(b"x")
+    with pytest.raises(PlainBagRefused) as exc:
+        do_import(vault, key, bag, clock)
+    out = exc.value.to_json()
+    assert out["ok"] is False
+    assert {"check": "bagit-completeness", "subject": "data/planted.jpg"}.items() <= \
+        next(p for p in out["problems"] if p["subject"] == "data/planted.jpg").items()

@@ -16,10 +16,12 @@ import fcntl
 import hashlib
 import os
 import stat
-from dataclasses import dataclass
+from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 import blake3
 
-__all__ = ["SECOND_ALGORITHM", "CHUNK_SIZE", "Digests", "MultiHasher", "hash_file", "hash_fd", "NotRegularFile",
+__all__ = ["SECOND_ALGORITHM", "CHUNK_SIZE", "Digests", "MultiHasher", "hash_file", "hash_fd", "new_hasher", "NotRegularFile",
            "open_regular"]
 
 SECOND_ALGORITHM = "blake3"
@@ -32,26 +34,47 @@ class Digests:
     second: str | None
     size: int
     second_algorithm: str = SECOND_ALGORITHM
+    extra: Mapping[str, str] = field(default_factory=dict)  # further digests asked for: algorithm -> hex
+
+
+def new_hasher(algorithm: str) -> Any:
+    """A hash object for ``algorithm`` (``blake3`` or a name ``hashlib.new`` knows); ValueError otherwise."""
+    if algorithm == "blake3":
+        return blake3.blake3(max_threads=1)
+    try:
+        return hashlib.new(algorithm)
+    except (ValueError, TypeError):
+        raise ValueError(f"unsupported digest algorithm {algorithm!r}") from None
 
 
 class MultiHasher:
-    """Feeds the same bytes to SHA-256 and (unless disabled) BLAKE3."""
+    """Feeds the same bytes to SHA-256, (unless disabled) BLAKE3 and any ``extra`` algorithms."""
 
-    def __init__(self, *, second: bool = True) -> None:
+    def __init__(self, *, second: bool = True, extra: Sequence[str] = ()) -> None:
         self._sha256 = hashlib.sha256()
         # One thread per hasher: parallelism comes from hashing several files at once.
         self._second = blake3.blake3(max_threads=1) if second else None
+        self._extra = {alg: new_hasher(alg) for alg in dict.fromkeys(extra)
+                       if alg != "sha256" and not (alg == SECOND_ALGORITHM and second)}
+        self._extra_names = tuple(dict.fromkeys(extra))
         self.size = 0
 
     def update(self, data: bytes | memoryview) -> None:
         self._sha256.update(data)
         if self._second is not None:
             self._second.update(data)
+        for h in self._extra.values():
+            h.update(data)
         self.size += len(data)
 
     def digests(self) -> Digests:
+        sha256 = self._sha256.hexdigest()
         second = self._second.hexdigest() if self._second is not None else None
-        return Digests(self._sha256.hexdigest(), second, self.size)
+        extra = {}
+        for alg in self._extra_names:
+            h = self._extra.get(alg)
+            extra[alg] = h.hexdigest() if h is not None else sha256 if alg == "sha256" else second
+        return Digests(sha256, second, self.size, extra=extra)
 
 
 def hash_fd(fd: int, *, second: bool = True) -> Digests:

@@ -1,21 +1,23 @@
 """import-bundle: preserve another organisation's evidence bundle, with its custody record.
 
-Order (STYLE.md §9; docs/bundle-format.md §7 "Import"):
+Order (STYLE.md §9; docs/bundle-format.md §7 "Import"), on top of :mod:`evidencelock.receive`
+(the one copy-and-record machinery shared with the plain-bag import):
 
-1. every payload file of the bag is read ONCE: its bytes feed the staged copy in the vault's
-   staging area and every digest the verification needs (SHA-256, BLAKE3, SHA-512 and the
-   algorithms of the bag's payload manifests); every tag file (every file outside ``data/``)
-   is copied into ``staging/<session>/import-<random>/`` (nothing under ``imports/`` yet);
-2. the bundle is verified (``verify_bundle``) THROUGH THOSE COPIES: the tag files are read from
-   the partial folder, the payload digests are the ones taken while staging.  The bytes verified
-   are exactly the bytes that will be committed: no window between verification and copy;
-3. any failure: the staged files and the partial folder are removed, nothing is recorded
-   (exit 1, the failures named);
-4. the tag files are renamed into ``imports/<U>/`` (U = SHA-256 of ``tagmanifest-sha256.txt``;
-   made durable first; never overwritten: an existing ``imports/<U>`` is kept and must hash to U);
-5. one ``ingest`` entry per item, with ``received`` (docs/ledger-format.md §4.1), in one
-   transaction; a rerun finds every source already recorded and records nothing twice;
-6. the objects are moved into place.
+1. every tag file (every file outside ``data/``) is copied into
+   ``staging/<session>/import-<random>/`` (nothing under ``imports/`` yet);
+2. ``receive.preserve_incoming`` reads every payload file ONCE: its bytes feed the staged copy
+   and SHA-256, BLAKE3 and SHA-512, compared with bundle.json;
+3. in its ``after_stage`` hook, before anything is recorded, the bundle is verified
+   (``verify_bundle``) THROUGH THOSE COPIES: tag files read from the copies, payload digests
+   those taken while staging.  The bytes verified are exactly the bytes committed: no window
+   between verification and copy.  Any failure: the staged files and the copies are removed,
+   nothing is recorded (exit 1, the failures named);
+4. still in the hook: the staged bytes made durable, the tag files renamed into ``imports/<U>/``
+   (U = SHA-256 of ``tagmanifest-sha256.txt``; made durable first; never overwritten: an
+   existing ``imports/<U>`` is kept and must hash to U);
+5. ``preserve_incoming`` appends one ``ingest`` entry per item, with ``received``
+   (docs/bundle-format.md §4.9), in one transaction; a rerun finds every source already recorded
+   and records nothing twice; then the objects are moved into place.
 
 A plain BagIt bag (no evidence layer) is handed to :mod:`evidencelock.bagimport`.
 """
@@ -23,38 +25,32 @@ A plain BagIt bag (no evidence layer) is handed to :mod:`evidencelock.bagimport`
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
 import secrets
 import shutil
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import Connection, select
-
-from . import schema
 from .bundle.source import BagSource, Limits, open_source
 from .bundle.upstream import receipt_problems
-from .bundle.verify import HASH_ALGORITHMS, BundleReport, verify_bundle
-from .entry import SignedEntry, format_time
-from .errors import InputError, StorageError, VerificationError
+from .receive import Incoming, ReceiveRefused, preserve_incoming, received_source
+from .bundle.verify import BundleReport, verify_bundle
+from .entry import SignedEntry
+from .errors import EvidenceLockError, InputError, VerificationError
 from .hashing import open_regular
 from .keys import CustodianKey, PublicKey
-from .ledger import Draft, Tail, set_item_media
-from .store import SourceChanged, SourceReadError, StagedObject, _fsync_dir, _makedirs_durable, _syncfs
+from .store import StagedObject, _fsync_dir, _makedirs_durable, _syncfs
 from .vault import Vault
 
 __all__ = ["import_bundle", "ImportResult", "ImportedItem", "IMPORTS_DIR", "check_imports", "stored_import_problems"]
 
 IMPORTS_DIR = "imports"
 _HEX64 = frozenset("0123456789abcdef")
-_PAYLOAD_MANIFEST_PREFIX = "manifest-"
 
 
 @dataclass
@@ -98,33 +94,27 @@ class ImportResult:
 
 
 class _StagedView(BagSource):
-    """The bag as copied: same listing and safety findings as the original, bytes from the copies."""
+    """The bag as copied: same listing and safety findings as the original; tag files and staged
+    payload read from the copies; payload already recorded (not staged on a rerun) from the bag."""
 
     def __init__(self, orig: BagSource, files: Mapping[str, Path], unread: Mapping[str, str]) -> None:
         super().__init__(orig.label, orig.limits)
         self.sizes = dict(orig.sizes)
         self.problems = list(orig.problems)
         self.refused = set(orig.refused)
-        self.damaged = dict(orig.damaged)
+        self.damaged = orig.damaged  # shared: a zip member that fails to decode is named once
+        self._orig = orig
         self._files = dict(files)
         self._unread = dict(unread)
 
     def open(self, path: str) -> BinaryIO:
         if path not in self.sizes:
             raise KeyError(path)
-        if path not in self._files:
-            raise OSError(f"{path}: could not be read while copying ({self._unread.get(path, 'unreadable')})")
-        return os.fdopen(open_regular(self._files[path]), "rb", buffering=0)
-
-
-def _manifest_algorithms(src: BagSource) -> list[str]:
-    algs = {"sha512"}
-    for name in src.sizes:
-        if "/" not in name and name.startswith(_PAYLOAD_MANIFEST_PREFIX) and name.endswith(".txt"):
-            alg = name[len(_PAYLOAD_MANIFEST_PREFIX):-4]
-            if alg in HASH_ALGORITHMS:
-                algs.add(alg)
-    return sorted(algs)
+        if path in self._files:
+            return os.fdopen(open_regular(self._files[path]), "rb", buffering=0)
+        if path.startswith("data/") and path not in self._unread:
+            return self._orig.open(path)
+        raise OSError(f"{path}: could not be read while copying ({self._unread.get(path, 'unreadable')})")
 
 
 def _copy_tag(src: BagSource, path: str, dest: Path) -> None:
@@ -181,7 +171,8 @@ def import_bundle(
             if "bagit.txt" not in src.sizes and "bagit.txt" not in src.refused:
                 raise InputError("not a BagIt bag: no bagit.txt (RFC 8493 §2.1.1 requires it)", subject=str(bundle_path))
             src.close()
-            return _import_plain(vault, bundle_path, key=key, now=now, case=case, note=note)
+            return _import_plain(vault, bundle_path, key=key, now=now, case=case, note=note,
+                                 extract_media=extract_media, jobs=jobs)
         return _import_evidence(vault, bundle_path, src, key=key, now=now, case=case, note=note,
                                 trusted_keys=trusted_keys, tsa_roots=tsa_roots, extract_media=extract_media, jobs=jobs)
     finally:
@@ -189,7 +180,7 @@ def import_bundle(
 
 
 def _import_plain(vault: Vault, path: Path, *, key: CustodianKey, now: Callable[[], datetime], case: str | None,
-                  note: str | None) -> ImportResult:
+                  note: str | None, extract_media: bool, jobs: int | None) -> ImportResult:
     """A plain BagIt bag: validated fully and preserved by the bagit module (design10)."""
     try:
         from . import bagimport  # type: ignore[attr-defined]
@@ -199,9 +190,37 @@ def _import_plain(vault: Vault, path: Path, *, key: CustodianKey, now: Callable[
                          hint="use `evidencelock ingest` on its data/ folder, or `verify-bundle` to check it") from None
     if case is None:
         raise InputError("a plain BagIt bag names no case: give --case CASE", subject=str(path))
-    plain = bagimport.import_plain_bag(vault, path, key=key, case=case, note=note, now=now)
-    ok = bool(getattr(plain, "ok", True))
-    return ImportResult(str(path), ok, "plain-bag", case=case, plain=plain)
+    plain = bagimport.import_plain_bag(vault, key, path, case=case, note=note, now=now, extract_media=extract_media,
+                                       jobs=jobs)  # raises PlainBagRefused (exit 1, every problem named): nothing recorded
+    return ImportResult(str(path), True, "plain-bag", case=case, plain=plain)
+
+
+class _Refused(Exception):
+    """The bundle did not verify (raised from inside ``preserve_incoming``: nothing recorded)."""
+
+    def __init__(self, report: BundleReport) -> None:
+        super().__init__("the bundle does not verify")
+        self.report = report
+
+
+def _incoming(vault: Vault, bundle_path: Path, src: BagSource, partial: Path, key: CustodianKey,
+              ) -> tuple[str, dict[str, Any], list[Incoming]]:
+    """U, bundle.json and one :class:`Incoming` per item, read from the copied tag files (NOT yet
+    verified: the receipts are signed only after the bundle verified through these very copies).
+    Raises ValueError/KeyError/TypeError for a bundle.json or entries that cannot even be read."""
+    u = hashlib.sha256((partial / "tagmanifest-sha256.txt").read_bytes()).hexdigest()
+    meta, entries = _read_verified(partial)
+    incoming = []
+    for it in meta["items"]:
+        path, sha, size = it["path"], it["sha256"], it["size"]
+        if (not isinstance(path, str) or path not in src.sizes or not path.startswith("data/") or not isinstance(sha, str)
+                or len(sha) != 64 or not set(sha) <= _HEX64 or type(size) is not int or size < 0
+                or not isinstance(it["sha512"], str)):
+            raise ValueError(f"bundle.json item {str(path)[:80]!r} is not usable")
+        incoming.append(Incoming(bag_path=path, sha256=sha, size=size,
+                                 source=received_source(vault, root=bundle_path.name, identity=u, bag_path=path),
+                                 received=receipt_for(meta, entries, u, it, key.key_id), digests={"sha512": it["sha512"]}))
+    return u, meta, incoming
 
 
 def _import_evidence(vault: Vault, bundle_path: Path, src: BagSource, *, key: CustodianKey,
@@ -209,10 +228,17 @@ def _import_evidence(vault: Vault, bundle_path: Path, src: BagSource, *, key: Cu
                      trusted_keys: list[PublicKey | str], tsa_roots: list[bytes], extract_media: bool,
                      jobs: int | None) -> ImportResult:
     verify_now = now()
-    if src.problems:
-        # Unsafe names, links, zip bombs: refused before a single byte is copied.
+
+    def verify_original() -> ImportResult:
+        # Refusal path only: the bundle as it is on disk, with every finding named.
         report = verify_bundle(bundle_path, trusted_keys=trusted_keys, now=verify_now, tsa_roots=tsa_roots, jobs=jobs)
+        if report.ok:  # it verifies now but did not while being copied: changed meanwhile
+            report.fail("evidence-import", "the bundle changed while it was being copied; import it again once it "
+                        "is stable", str(bundle_path))
         return ImportResult(str(bundle_path), False, "evidence-bundle", report=report)
+
+    if src.problems:
+        return verify_original()  # unsafe names, links, zip bombs: refused before a byte is copied
     imports = vault.root / IMPORTS_DIR
     if imports.is_symlink():
         raise InputError("the vault's imports/ folder is a symlink: refused", subject=str(imports),
@@ -221,53 +247,55 @@ def _import_evidence(vault: Vault, bundle_path: Path, src: BagSource, *, key: Cu
     # the bundle verified); a crash leaves only this folder there, which no entry names.
     partial = vault.store._session_dir() / f"import-{secrets.token_hex(8)}"
     partial.mkdir()
-    staged: dict[str, tuple[StagedObject, dict[str, str]]] = {}
-    committed = False
     try:
         files: dict[str, Path] = {}
         unread: dict[str, str] = {}
-        payload = sorted(p for p in src.sizes if p.startswith("data/"))
-        algs = _manifest_algorithms(src)
-
-        def stage(p: str) -> tuple[str, tuple[StagedObject, dict[str, str]] | str]:
-            try:
-                with src.open(p) as f:
-                    return p, vault.store.stage_stream(f, expected_size=src.sizes[p], extra=algs)
-            except StorageError:
-                raise
-            except (SourceChanged, SourceReadError, OSError, InputError) as exc:
-                return p, f"{type(exc).__name__}: {exc}"
-
-        workers = max(1, jobs or os.cpu_count() or 1)
-        # (the session folder was made above, before the threads: it is created lazily, without a lock)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="import") as pool:
-            for p, r in pool.map(stage, sorted(payload, key=lambda q: -src.sizes[q])):
-                if isinstance(r, str):
-                    unread[p] = r
-                else:
-                    staged[p] = r
-                    files[p] = r[0].path
         for p in sorted(p for p in src.sizes if not p.startswith("data/")):
             try:
                 _copy_tag(src, p, partial / p)
                 files[p] = partial / p
             except (OSError, InputError) as exc:
                 unread[p] = f"{type(exc).__name__}: {exc}"
-        view = _StagedView(src, files, unread)
-        precomputed = {p: d for p, (o, d) in staged.items()}
-        report = verify_bundle(bundle_path, trusted_keys=trusted_keys, now=verify_now, tsa_roots=tsa_roots,
-                               source=view, precomputed=precomputed, jobs=jobs)
-        if not report.ok:
-            return ImportResult(str(bundle_path), False, "evidence-bundle", report=report)
-        result = _record_import(vault, bundle_path, partial, staged, report, key=key, now=now, case=case, note=note,
-                                extract_media=extract_media)
-        committed = True
-        return result
+        try:
+            u, meta, incoming = _incoming(vault, bundle_path, src, partial, key)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, EvidenceLockError):
+            return verify_original()
+        stored: list[bool] = []
+        verified: list[BundleReport] = []
+
+        def verify_staged(staged: Mapping[str, StagedObject]) -> None:
+            """Between staging and recording: the bundle verified through the copies, the payload
+            digests those of the staged bytes; then imports/<U> before any receipt names it."""
+            view = _StagedView(src, {**files, **{p: o.path for p, o in staged.items()}}, unread)
+            precomputed = {p: {"sha256": o.digests.sha256, "blake3": o.digests.second or "", **o.digests.extra}
+                           for p, o in staged.items() if o.digests.second}
+            report = verify_bundle(bundle_path, trusted_keys=trusted_keys, now=verify_now, tsa_roots=tsa_roots,
+                                   source=view, precomputed=precomputed, jobs=jobs)
+            if not report.ok:
+                raise _Refused(report)
+            vault.store.sync()  # the staged bytes are durable before the folder and entries that name them
+            stored.append(_store_import(imports, partial, u))
+            verified.append(report)
+
+        try:
+            got = preserve_incoming(vault, src, incoming, key=key, case=case or meta["case"], note=note, now=now,
+                                    extract_media=extract_media, jobs=jobs, after_stage=verify_staged)
+        except _Refused as exc:
+            return ImportResult(str(bundle_path), False, "evidence-bundle", report=exc.report)
+        except ReceiveRefused:
+            return verify_original()
     finally:
-        if not committed:
-            for o, _ in staged.values():
-                vault.store.discard(o)
         shutil.rmtree(partial, ignore_errors=True)
+    by_path = {o.path: o for o in got.outcomes}
+    items = []
+    for inc in incoming:
+        o = by_path[inc.bag_path]
+        status = {"preserved": "imported"}.get(o.status, o.status)
+        items.append(ImportedItem(inc.bag_path, inc.sha256, inc.size, status, o.seq,
+                                  inc.received.get("transfer") if status != "already-recorded" else None))
+    return ImportResult(str(bundle_path), True, "evidence-bundle", case=got.case, tagmanifest_sha256=u,
+                        stored=f"{IMPORTS_DIR}/{u}", stored_now=bool(stored and stored[0]), origin=meta["origin"],
+                        source_case=meta["case"], items=items, report=verified[0] if verified else None)
 
 
 def _read_verified(partial: Path) -> tuple[dict[str, Any], dict[int, SignedEntry]]:
@@ -301,13 +329,6 @@ def receipt_for(meta: Mapping[str, Any], entries: Mapping[int, SignedEntry], u: 
     if releases:
         received["transfer"] = {"seq": releases[-1].entry.seq, "entry_hash": releases[-1].entry_hash}
     return received
-
-
-def _source_key(vault: Vault, u: str, path: str) -> str:
-    """The identity that makes a rerun idempotent: this bundle (U) and this payload path."""
-    ident = b"import\x00" + u.encode() + b"\x00" + path.encode("utf-8")
-    secret = vault.source_key_secret()
-    return hmac.new(secret, ident, hashlib.sha256).hexdigest() if secret else hashlib.sha256(ident).hexdigest()
 
 
 def _store_import(imports: Path, partial: Path, u: str) -> bool:
@@ -349,89 +370,6 @@ def _store_import(imports: Path, partial: Path, u: str) -> bool:
         return _store_import(imports, partial, u)  # a concurrent import of the same bundle won: check its copy
     _fsync_dir(imports)
     return True
-
-
-def _record_import(vault: Vault, bundle_path: Path, partial: Path, staged: Mapping[str, tuple[StagedObject, dict[str, str]]],
-                   report: BundleReport, *, key: CustodianKey, now: Callable[[], datetime], case: str | None,
-                   note: str | None, extract_media: bool) -> ImportResult:
-    meta, entries = _read_verified(partial)
-    u = hashlib.sha256((partial / "tagmanifest-sha256.txt").read_bytes()).hexdigest()
-    case = case or meta["case"]
-    media: dict[str, Any] = {}
-    if extract_media:
-        from .ingest import _default_extract
-
-        for it in meta["items"]:
-            o = staged[it["path"]][0]
-            if o.digests.size > 0 and it["sha256"] not in media and not vault.ledger.is_recorded(it["sha256"]):
-                rep = _default_extract(o.path, meta["created"])
-                media[it["sha256"]] = rep.to_dict() if rep is not None else None
-    vault.store.sync()  # the staged bytes are durable before the folder and entries that name them
-    stored_now = _store_import(vault.root / IMPORTS_DIR, partial, u)
-    root = bundle_path.name
-    items: list[ImportedItem] = []
-    state: dict[str, tuple[str, int]] = {}
-
-    def build(conn: Connection, tail: Tail) -> list[Draft]:
-        from .derived import backed_index_hits
-        from .ingest import _sign_media_digest
-
-        shas = sorted({it["sha256"] for it in meta["items"]})
-        keys = {it["path"]: _source_key(vault, u, it["path"]) for it in meta["items"]}
-        recorded_sources = {(r.sha256, r.source_key): r.seq for r in conn.execute(
-            select(schema.sources.c.sha256, schema.sources.c.source_key, schema.sources.c.seq).where(
-                schema.sources.c.case_id == case, schema.sources.c.sha256.in_(shas)))}
-        first_seq = {r.sha256: r.first_seq for r in conn.execute(
-            select(schema.items.c.sha256, schema.items.c.first_seq).where(schema.items.c.sha256.in_(shas)))}
-        recorded_sources, first_seq = backed_index_hits(conn, case=case, sources=recorded_sources, first_seq=first_seq)
-        drafts: list[Draft] = []
-        for it in meta["items"]:
-            sha, path = it["sha256"], it["path"]
-            already = recorded_sources.get((sha, keys[path]))
-            if already is not None:
-                state[path] = ("already-recorded", already)
-                continue
-            o, d = staged[path]
-            seq = tail.size + len(drafts)
-            body: dict[str, Any] = {"item": sha, "digests": {"sha256": sha, "blake3": d["blake3"]}, "size": o.digests.size,
-                                    "source": {"root": root, "path": path[len("data/"):], "key": keys[path]}}
-            if note:
-                body["note"] = note
-            if sha in first_seq:
-                body["duplicate_of"] = first_seq[sha]
-                state[path] = ("duplicate", seq)
-            else:
-                first_seq[sha] = seq
-                state[path] = ("imported", seq)
-            if o.digests.size == 0:
-                body["flags"] = ["empty-file"]
-            m = media.get(sha) if state[path][0] == "imported" else None
-            if m is not None:
-                body["media"] = {k: m[k] for k in ("kind", "summary", "flags", "errors", "extractor") if k in m}
-                _sign_media_digest(body, m)
-            body["received"] = receipt_for(meta, entries, u, it, key.key_id)
-            recorded_sources[(sha, keys[path])] = seq
-            drafts.append(Draft(format_time(now()), "ingest", case, key.key_id, body))
-        return drafts
-
-    def after(conn: Connection, signed: list[Any]) -> None:
-        for it in meta["items"]:
-            m = media.get(it["sha256"])
-            if m is not None and state.get(it["path"], ("",))[0] == "imported":
-                set_item_media(conn, it["sha256"], m)
-
-    signed = vault.ledger.append_many(build, key.sign, after=after)
-    vault.store.commit_many([o for o, _ in staged.values()])
-    by_seq = {s.entry.seq: s for s in signed}
-    for it in meta["items"]:
-        status, seq = state[it["path"]]
-        tr = None
-        if seq in by_seq:
-            tr = by_seq[seq].entry.body.get("received", {}).get("transfer")
-        items.append(ImportedItem(it["path"], it["sha256"], int(it["size"]), status, seq, tr))
-    return ImportResult(str(bundle_path), True, "evidence-bundle", case=case, tagmanifest_sha256=u,
-                        stored=f"{IMPORTS_DIR}/{u}", stored_now=stored_now, origin=meta["origin"],
-                        source_case=meta["case"], items=items, report=report)
 
 
 # -- vault verify / audit: every stored import ------------------------------------------------

@@ -28,7 +28,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -41,6 +41,7 @@ from . import schema
 from .derived import backed_index_hits, media_digest
 from .entry import format_time
 from .errors import InputError, StorageError
+from .hashing import Digests
 from .keys import CustodianKey
 from .ledger import Draft, Tail, set_item_media
 from .store import SourceChanged, SourceReadError, StagedObject
@@ -573,6 +574,61 @@ def _note_near_duplicates(vault: Vault, report: IngestReport) -> None:
                              for m in found.get(o.sha256 or "", [])]
 
 
+def recorded_hits(conn: Connection, case: str, shas: Iterable[str]) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    """Inside the append transaction: ((sha256, source key) -> seq of the case's ingest entry
+    recording that source, sha256 -> seq of the item's first ingest), for the items ``shas``,
+    each index hit checked against its signed entry (``backed_index_hits``)."""
+    shas = sorted(set(shas))
+    recorded_sources: dict[tuple[str, str], int] = {}
+    first_seq: dict[str, int] = {}
+    for i in range(0, len(shas), 500):
+        part = shas[i:i + 500]
+        recorded_sources.update({
+            (row.sha256, row.source_key): row.seq
+            for row in conn.execute(
+                select(schema.sources.c.sha256, schema.sources.c.source_key, schema.sources.c.seq).where(
+                    schema.sources.c.case_id == case, schema.sources.c.sha256.in_(part)
+                )
+            )
+        })
+        first_seq.update({
+            row.sha256: row.first_seq
+            for row in conn.execute(
+                select(schema.items.c.sha256, schema.items.c.first_seq).where(schema.items.c.sha256.in_(part))
+            )
+        })
+    # Issue 9 item 10: a planted/edited index row must not skip a file or misdirect duplicate_of.
+    return backed_index_hits(conn, case=case, sources=recorded_sources, first_seq=first_seq)
+
+
+def ingest_body(d: Digests, source: dict[str, Any], *, seq: int, first_seq: dict[str, int], note: str | None,
+                flags: Sequence[str] = (), media_json: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+    """The body of the ingest entry that will get ``seq`` (docs/ledger-format.md §4.1) and its
+    status, ``preserved`` or ``duplicate``.  ``first_seq`` (sha256 -> seq of the item's first
+    ingest) is updated, so later bodies of the same batch point ``duplicate_of`` here."""
+    body: dict[str, Any] = {
+        "item": d.sha256,
+        "digests": {"sha256": d.sha256, d.second_algorithm: d.second},
+        "size": d.size,
+        "source": source,
+    }
+    if note:
+        body["note"] = note
+    if d.sha256 in first_seq:
+        body["duplicate_of"] = first_seq[d.sha256]
+        status = "duplicate"
+    else:
+        first_seq[d.sha256] = seq
+        status = "preserved"
+    if flags:
+        body["flags"] = list(flags)
+    if media_json is not None:
+        body["media"] = {k: media_json[k] for k in ("kind", "summary", "flags", "errors", "extractor")
+                         if k in media_json}
+        _sign_media_digest(body, media_json)
+    return body, status
+
+
 def _finish_batch(vault: Vault, batch: list[tuple[Future[_Read], Candidate]], *, key: CustodianKey, case: str,
                   note: str | None, now: Callable[[], datetime], source_policy: SourcePolicy) -> list[FileOutcome]:
     """Steps 5-6 for the files read so far: one ledger transaction (group commit), then the
@@ -602,23 +658,7 @@ def _finish_batch(vault: Vault, batch: list[tuple[Future[_Read], Candidate]], *,
     dup_of: dict[int, int] = {}
 
     def build(conn: Connection, tail: Tail) -> list[Draft]:
-        shas = sorted({r.staged.digests.sha256 for _, r, _, _ in reads})
-        recorded_sources = {
-            (row.sha256, row.source_key): row.seq
-            for row in conn.execute(
-                select(schema.sources.c.sha256, schema.sources.c.source_key, schema.sources.c.seq).where(
-                    schema.sources.c.case_id == case, schema.sources.c.sha256.in_(shas)
-                )
-            )
-        }
-        first_seq = {
-            row.sha256: row.first_seq
-            for row in conn.execute(
-                select(schema.items.c.sha256, schema.items.c.first_seq).where(schema.items.c.sha256.in_(shas))
-            )
-        }
-        # Issue 9 item 10: a planted/edited index row must not skip a file or misdirect duplicate_of.
-        recorded_sources, first_seq = backed_index_hits(conn, case=case, sources=recorded_sources, first_seq=first_seq)
+        recorded_sources, first_seq = recorded_hits(conn, case, {r.staged.digests.sha256 for _, r, _, _ in reads})
         drafts: list[Draft] = []
         for pos, read, source, media_json in reads:
             d = read.staged.digests
@@ -627,26 +667,11 @@ def _finish_batch(vault: Vault, batch: list[tuple[Future[_Read], Candidate]], *,
                 state[pos] = ("already-recorded", already)
                 continue
             seq = tail.size + len(drafts)
-            body: dict[str, Any] = {
-                "item": d.sha256,
-                "digests": {"sha256": d.sha256, d.second_algorithm: d.second},
-                "size": d.size,
-                "source": source,
-            }
-            if note:
-                body["note"] = note
-            if d.sha256 in first_seq:
-                body["duplicate_of"] = dup_of[pos] = first_seq[d.sha256]
-                state[pos] = ("duplicate", seq)
-            else:
-                first_seq[d.sha256] = seq
-                state[pos] = ("preserved", seq)
-            if read.flags:
-                body["flags"] = list(read.flags)
-            if media_json is not None:
-                body["media"] = {k: media_json[k] for k in ("kind", "summary", "flags", "errors", "extractor")
-                                 if k in media_json}
-                _sign_media_digest(body, media_json)
+            body, status = ingest_body(d, source, seq=seq, first_seq=first_seq, note=note, flags=read.flags,
+                                       media_json=media_json)
+            state[pos] = (status, seq)
+            if "duplicate_of" in body:
+                dup_of[pos] = body["duplicate_of"]
             recorded_sources[(d.sha256, source["key"])] = seq
             drafts.append(Draft(format_time(now()), "ingest", case, key.key_id, body))
         return drafts

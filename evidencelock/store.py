@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -134,6 +134,7 @@ class ObjectStore:
         self.staging_dir = self.root / "staging"
         self._session: Path | None = None
         self._session_fd: int | None = None
+        self._session_lock = threading.Lock()  # reader threads stage concurrently: one session per process
 
     # -- layout -------------------------------------------------------------------------
     def path_for(self, sha256: str) -> Path:
@@ -147,6 +148,10 @@ class ObjectStore:
 
     # -- writing ------------------------------------------------------------------------
     def _session_dir(self) -> Path:
+        with self._session_lock:
+            return self._open_session()
+
+    def _open_session(self) -> Path:
         if self._session is None:
             _makedirs_durable(self.staging_dir)
             if self.staging_dir.is_symlink():  # §4.1: never write through a planted link
@@ -159,18 +164,38 @@ class ObjectStore:
         return self._session
 
     def stage_fd(self, src_fd: int, *, expected_size: int | None = None, second: bool = True,
-                 durable: bool = True) -> StagedObject:
+                 durable: bool = True, extra: Sequence[str] = ()) -> StagedObject:
         """Copy everything readable from ``src_fd`` into staging, hashing as it is written.
 
         With ``durable=False`` the caller promises to call :meth:`sync` before it records
         the object (ingest does, once per batch: one flush instead of one per file).
         Raises :class:`StorageError` on a write failure (e.g. ENOSPC), after removing the
         partial file; read errors propagate as ``OSError`` for the caller to name the source.
+        ``extra`` names further digests computed in the same pass (``Digests.extra``).
         """
+        return self._stage(lambda buf: os.readv(src_fd, [buf]), expected_size=expected_size, second=second,
+                           durable=durable, extra=extra, cap=None)
+
+    def stage_stream(self, readable: BinaryIO, *, expected_size: int, second: bool = True,
+                     durable: bool = True, extra: Sequence[str] = ()) -> StagedObject:
+        """:meth:`stage_fd` for a stream (a file or zip member of a received bag, opened by
+        ``BagSource.open``): the same copy, hashing and errors.  At most ``expected_size`` + 1
+        bytes are read: a member longer than announced raises :class:`SourceChanged` without
+        filling the staging area with it.  Decoding errors of the stream (e.g. a zip member's
+        CRC) propagate unchanged, after the partial file is removed."""
+        def read(buf: bytearray) -> int:
+            n = readable.readinto(buf)  # type: ignore[attr-defined]
+            return 0 if n is None else int(n)
+        return self._stage(read, expected_size=expected_size, second=second, durable=durable, extra=extra,
+                           cap=expected_size + 1)
+
+    def _stage(self, read: Callable[[bytearray], int], *, expected_size: int | None, second: bool,
+               durable: bool, extra: Sequence[str], cap: int | None) -> StagedObject:
+        """The one copy loop (§4 step 1): ``read(buf)`` fills ``buf``, returns 0 at the end."""
         session = self._session_dir()
         token = secrets.token_hex(8)
         tmp = session / f"{token}.partial"
-        hasher = MultiHasher(second=second)
+        hasher = MultiHasher(second=second, extra=extra)
         buf = bytearray(CHUNK_SIZE)
         view = memoryview(buf)
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -178,7 +203,7 @@ class ObjectStore:
             try:
                 while True:
                     try:
-                        n = os.readv(src_fd, [buf])
+                        n = read(buf)
                     except OSError as exc:
                         raise SourceReadError(exc) from exc
                     if n == 0:
@@ -186,13 +211,17 @@ class ObjectStore:
                     chunk = view[:n]
                     hasher.update(chunk)
                     _write_all(out, chunk)
+                    if cap is not None and hasher.size >= cap:
+                        break  # longer than announced: refused below, the rest is not copied
                 if durable:
                     os.fsync(out)
             finally:
                 os.close(out)
             digests = hasher.digests()
             if expected_size is not None and digests.size != expected_size:
-                raise SourceChanged(f"size was {expected_size} bytes when opened, {digests.size} bytes read")
+                what = f"over {expected_size} bytes read" if cap is not None and digests.size >= cap else \
+                    f"{digests.size} bytes read"
+                raise SourceChanged(f"size was {expected_size} bytes when opened, {what}")
             final = session / f"{digests.sha256}.{token}.staged"
             os.replace(tmp, final)
             if durable:
@@ -207,60 +236,6 @@ class ObjectStore:
                 hint=("nothing was recorded for this file; "
                       + ("free space and " if full else "") + "run the same ingest again"),
             ) from None
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
-
-    def stage_stream(self, readable: BinaryIO, *, expected_size: int | None = None, extra: Sequence[str] = (),
-                     durable: bool = False) -> tuple[StagedObject, dict[str, str]]:
-        """:meth:`stage_fd` for a stream (a file of an untrusted bag, a zip member): one read
-        feeds SHA-256, BLAKE3, each hashlib algorithm of ``extra`` (e.g. ``sha512``; the name
-        ``blake3`` is ignored there) and the staged copy.  Returns the staged object and
-        {algorithm: hex} of every digest computed (``sha256``, ``blake3`` and ``extra``).
-
-        A size other than ``expected_size`` raises :class:`SourceChanged` (partial file
-        removed); read errors propagate as raised by ``readable`` for the caller to name.
-        """
-        session = self._session_dir()
-        token = secrets.token_hex(8)
-        tmp = session / f"{token}.partial"
-        hasher = MultiHasher(second=True)
-        others = [(a, hashlib.new(a)) for a in dict.fromkeys(extra) if a not in ("sha256", "blake3")]
-        buf = bytearray(CHUNK_SIZE)
-        view = memoryview(buf)
-        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            try:
-                while True:
-                    try:
-                        n = readable.readinto(buf)  # type: ignore[attr-defined]
-                    except OSError as exc:
-                        raise SourceReadError(exc) from exc
-                    if not n:
-                        break
-                    chunk = view[:n]
-                    hasher.update(chunk)
-                    for _, h in others:
-                        h.update(chunk)
-                    _write_all(out, chunk)
-                if durable:
-                    os.fsync(out)
-            finally:
-                os.close(out)
-            digests = hasher.digests()
-            if expected_size is not None and digests.size != expected_size:
-                raise SourceChanged(f"size was {expected_size} bytes when listed, {digests.size} bytes read")
-            final = session / f"{digests.sha256}.{token}.staged"
-            os.replace(tmp, final)
-            if durable:
-                _fsync_dir(session)
-            found = {"sha256": digests.sha256, **({digests.second_algorithm: digests.second} if digests.second else {}),
-                     **{a: h.hexdigest() for a, h in others}}
-            return StagedObject(final, digests), found
-        except OSError as exc:
-            _unlink_quietly(tmp)
-            raise StorageError(f"cannot write to the object store: {exc.strerror or exc}", subject=str(self.root),
-                               hint="nothing was recorded; free space and run the same command again") from None
         except BaseException:
             _unlink_quietly(tmp)
             raise

@@ -230,32 +230,25 @@ def test_import_of_something_that_is_not_a_bag_is_bad_input(world, vb, tmp_path)
     assert state(vb) == before
 
 
-def test_plain_bagit_bag_is_handed_to_the_bagit_importer(world, tmp_path, monkeypatch):
-    """A bag without evidence layer goes to bagimport.import_plain_bag (the bagit helper's module)."""
-    import types
-
-    from conftest import PASSPHRASE
-    from evidencelock.importer import import_bundle
-
+def test_plain_bagit_bag_is_handed_to_the_plain_bag_importer(world, vb, tmp_path):
+    """A bag without evidence layer (made by bagit-python) goes to bagimport.import_plain_bag:
+    preserved with received.bagit, no imports/ folder (there is no signed record to keep)."""
+    bagit = pytest.importorskip("bagit")
     plain = tmp_path / "plain"
-    shutil.copytree(world["bundle"], plain)
-    shutil.rmtree(plain / "evidence")
-    calls = []
-    fake = types.ModuleType("evidencelock.bagimport")
-
-    def import_plain_bag(vault, path, **kw):
-        calls.append((path, kw["case"]))
-        return types.SimpleNamespace(ok=True)
-    fake.import_plain_bag = import_plain_bag
-    monkeypatch.setitem(sys.modules, "evidencelock.bagimport", fake)
-    import evidencelock
-
-    monkeypatch.setattr(evidencelock, "bagimport", fake, raising=False)
-    vb = tmp_path / "B"
-    shutil.copytree(world["B"], vb)
-    with Vault.open(vb, writable=True) as v:
-        res = import_bundle(v, plain, key=v.unlock(PASSPHRASE), now=_Clock(), case="Case P")
-    assert res.ok and res.kind == "plain-bag" and calls == [(plain, "Case P")]
+    (plain / "photos").mkdir(parents=True)
+    (plain / "photos" / "a.txt").write_bytes(b"a plain file\n")
+    bagit.make_bag(str(plain), {"Source-Organization": "Elsewhere"}, checksums=["sha256", "sha512"])
+    r = run_cli("import-bundle", plain, "--no-media", vault=vb)
+    assert r.code == 2 and "--case" in (r.stdout + r.stderr) and "Traceback" not in r.stderr
+    r = run_cli("import-bundle", plain, "--case", "Case P", "--no-media", vault=vb)
+    assert r.code == 0, r.stdout + r.stderr
+    (rec,) = receipts(vb)
+    assert rec.entry.case == "Case P" and "bagit" in rec.entry.body["received"]
+    assert not (vb / "imports").exists()
+    (plain / "data" / "photos" / "a.txt").write_bytes(b"changed\n")
+    before = state(vb)
+    r = run_cli("import-bundle", plain, "--case", "Case Q", "--no-media", vault=vb)
+    assert r.code == 1 and "Traceback" not in r.stderr and state(vb) == before
 
 
 # -- the stored import is checked by verify / audit, and guards export ---------------------------

@@ -216,3 +216,29 @@ def test_exporter_rewriting_the_earlier_custodians_with_its_real_key_is_refused(
     rep = verify_bundle(bag)
     assert [c.name for c in rep.failures] == ["evidence-certification"], rep.failures
     assert "Z custodian" in rep.failures[0].detail
+
+
+def test_zipped_chain_bundle_verifies_with_its_path(chain, tmp_path):
+    vc, kc = chain["orgs"]["C"]
+    out = tmp_path / "bundleC.zip"
+    export_bundle(vc, case="Case C", out=out, key=kc, now=chain["clock"])
+    rep = verify_bundle(out)
+    assert rep.ok, [c for c in rep.failures]
+    assert [p["origins"] for p in rep.custody_paths] == [["a.example/log", "b.example/log", "c.example/log"]] * 2
+
+
+def test_receipt_with_a_malformed_bundle_name_is_refused(chain, tmp_path):
+    """C's real key signs a receipt whose received.bundle is not a digest: named, not ignored."""
+    from make_chain_vectors import entries_of, regen_tag_manifests, rewrite_entry
+
+    bag = tmp_path / "bagC"
+    shutil.copytree(chain["bundles"]["C"], bag)
+    seq = min(s for s, e in entries_of(bag).items() if e["type"] == "ingest")
+
+    def change(e):
+        e["body"]["received"]["bundle"] = "../" + chain["u"]["B"][:10]
+    rewrite_entry(bag, seq, change, chain["orgs"]["C"][1].sign)
+    regen_tag_manifests(bag)
+    rep = verify_bundle(bag)
+    assert any(c.name == "evidence-upstream" and c.subject == f"entry {seq}" and "malformed receipt" in c.detail
+               for c in rep.failures)

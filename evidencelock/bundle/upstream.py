@@ -189,6 +189,16 @@ def check_upstream(src: BagSource, report: Any, meta: Mapping[str, Any], entries
 
     depth = getattr(src, "upstream_depth", 0)
     receipts = receipts_of(entries)
+    for seq in sorted(entries):  # §4.9: a receipt names its bundle by 64 lowercase hex digits
+        e = entries[seq].entry
+        rec = e.body.get("received") if e.type == "ingest" else None
+        if rec is None or (isinstance(rec, dict) and "bundle" not in rec and "bagit" in rec):
+            continue  # not a receipt, or a plain BagIt bag's (nothing signed upstream to check)
+        u = rec.get("bundle") if isinstance(rec, dict) else None
+        if not isinstance(u, str) or len(u) != 64 or not set(u) <= set("0123456789abcdef"):
+            report.fail("evidence-upstream", f"malformed receipt: received.bundle must be 64 lowercase hex digits, found "
+                        f"{str(u)[:80]!r}", f"entry {seq}")
+            receipts.pop(u, None) if isinstance(u, str) else None
     # §4.9: evidence/upstream/<U>/… only for a U named by an included receipt.
     present: dict[str, list[str]] = {}
     stray: list[str] = []

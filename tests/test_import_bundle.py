@@ -282,3 +282,17 @@ def test_untampered_vault_with_an_import_passes_verify_and_audit(world, vb):
     assert run_cli("verify", vault=vb).code == 0
     r = run_cli("audit", vault=vb)
     assert r.code == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("point", ["receive-mid-stage", "after-stage", "after-ledger-commit"])
+def test_import_killed_at_any_point_leaves_a_vault_that_verifies_and_a_rerun_completes(world, vb, point):
+    r = run_cli("import-bundle", world["bundle"], "--no-media", vault=vb, env={"EVIDENCELOCK_TEST_KILL_AT": point})
+    assert r.code != 0  # SIGKILL
+    assert run_cli("verify", vault=vb).code == 0
+    r = run_cli("import-bundle", world["bundle"], "--no-media", "--json", vault=vb)
+    assert r.code == 0, r.stdout + r.stderr
+    statuses = {i["status"] for i in r.json()["items"]}
+    assert statuses == ({"already-recorded"} if point == "after-ledger-commit" else {"imported"})
+    assert len(receipts(vb)) == 2
+    r = run_cli("verify", vault=vb)
+    assert r.code == 0, r.stdout + r.stderr

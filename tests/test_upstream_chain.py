@@ -242,3 +242,15 @@ def test_receipt_with_a_malformed_bundle_name_is_refused(chain, tmp_path):
     rep = verify_bundle(bag)
     assert any(c.name == "evidence-upstream" and c.subject == f"entry {seq}" and "malformed receipt" in c.detail
                for c in rep.failures)
+
+
+def test_file_added_to_an_upstream_folder_is_refused(chain, bag):
+    """No key needed to add a file, but the part's own tag manifest (hashing to U) does not list it."""
+    from make_chain_vectors import regen_tag_manifests
+
+    (part(bag, chain["u"]["B"]) / "evidence" / "notes.txt").write_bytes(b"added later\n")
+    regen_tag_manifests(bag)
+    rep = verify_bundle(bag)
+    names = {c.name for c in rep.failures}
+    assert {"evidence-upstream", "upstream:bagit-completeness", "upstream:evidence-unexpected-file"} <= names, names
+    assert any(c.subject == f"upstream {chain['u']['B'][:12]}: evidence/notes.txt" for c in rep.failures)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .bundle.source import BagSource, Limits, open_source
-from .bundle.upstream import receipt_problems
+from .bundle.upstream import items_by_sha256, receipt_problems
 from .receive import Incoming, ReceiveRefused, preserve_incoming, received_source
 from .bundle.verify import BundleReport, verify_bundle
 from .entry import SignedEntry
@@ -210,6 +210,7 @@ def _incoming(vault: Vault, bundle_path: Path, src: BagSource, partial: Path, ke
     Raises ValueError/KeyError/TypeError for a bundle.json or entries that cannot even be read."""
     u = hashlib.sha256((partial / "tagmanifest-sha256.txt").read_bytes()).hexdigest()
     meta, entries = _read_verified(partial)
+    releases = releases_to(entries, key.key_id)
     incoming = []
     for it in meta["items"]:
         path, sha, size = it["path"], it["sha256"], it["size"]
@@ -219,7 +220,7 @@ def _incoming(vault: Vault, bundle_path: Path, src: BagSource, partial: Path, ke
             raise ValueError(f"bundle.json item {str(path)[:80]!r} is not usable")
         incoming.append(Incoming(bag_path=path, sha256=sha, size=size,
                                  source=received_source(vault, root=bundle_path.name, identity=u, bag_path=path),
-                                 received=receipt_for(meta, entries, u, it, key.key_id), digests={"sha512": it["sha512"]}))
+                                 received=receipt_for(meta, u, it, releases.get(sha)), digests={"sha512": it["sha512"]}))
     return u, meta, incoming
 
 
@@ -316,18 +317,25 @@ def load_entries(path: Path) -> dict[int, SignedEntry]:
     return out
 
 
-def receipt_for(meta: Mapping[str, Any], entries: Mapping[int, SignedEntry], u: str, item: Mapping[str, Any],
-                receiver: str) -> dict[str, Any]:
-    """design10 ``received``: what the receiver signs about the bundle an item came in."""
+def releases_to(entries: Mapping[int, SignedEntry], receiver: str) -> dict[str, SignedEntry]:
+    """item -> the latest ``transfer`` of it addressed to ``receiver`` among ``entries`` (one pass)."""
+    out: dict[str, SignedEntry] = {}
+    for seq in sorted(entries):
+        e = entries[seq].entry
+        if e.type == "transfer" and e.body.get("to") == receiver and isinstance(e.body.get("item"), str):
+            out[e.body["item"]] = entries[seq]
+    return out
+
+
+def receipt_for(meta: Mapping[str, Any], u: str, item: Mapping[str, Any], release: SignedEntry | None) -> dict[str, Any]:
+    """docs/bundle-format.md §4.9 ``received``: what the receiver signs about the bundle an item came in."""
     received: dict[str, Any] = {
         "bundle": u, "origin": meta["origin"], "case": meta["case"], "exporter": meta["exporter"],
         "checkpoint": {"size": meta["checkpoint"]["size"], "root": meta["checkpoint"]["root"]},
         "ingests": list(item["entries"]),
     }
-    releases = [s for seq, s in sorted(entries.items()) if s.entry.type == "transfer"
-                and s.entry.body.get("item") == item["sha256"] and s.entry.body.get("to") == receiver]
-    if releases:
-        received["transfer"] = {"seq": releases[-1].entry.seq, "entry_hash": releases[-1].entry_hash}
+    if release is not None:
+        received["transfer"] = {"seq": release.entry.seq, "entry_hash": release.entry_hash}
     return received
 
 
@@ -452,7 +460,7 @@ def check_imports(vault: Vault, receipts: Sequence[SignedEntry], add: Callable[[
             folders[ent.name] = Path(ent.path)
             for problem in stored_import_problems(Path(ent.path), ent.name):
                 add("import-folder", sub, problem)
-    cache: dict[str, tuple[dict[str, Any], dict[int, SignedEntry]] | None] = {}
+    cache: dict[str, tuple[dict[str, Any], dict[int, SignedEntry], dict[str, Any]] | None] = {}
     for s in receipts:
         e = s.entry
         rec = e.body.get("received")
@@ -465,13 +473,14 @@ def check_imports(vault: Vault, receipts: Sequence[SignedEntry], add: Callable[[
             continue
         if u not in cache:
             try:
-                cache[u] = _read_verified(folders[u])
+                meta_u, entries_u = _read_verified(folders[u])
+                cache[u] = (meta_u, entries_u, items_by_sha256(meta_u))
             except (OSError, ValueError, KeyError, TypeError, Exception) as exc:  # noqa: BLE001 - a damaged stored file is a finding
                 cache[u] = None
                 add("import-receipt", subject, f"the stored bundle.json or entries cannot be read: {exc}")
         got = cache[u]
         if got is None:
             continue
-        meta, entries = got
-        for problem in receipt_problems(rec, e.actor, e.body.get("item"), meta, entries):
+        meta, entries, index = got
+        for problem in receipt_problems(rec, e.actor, e.body.get("item"), meta, entries, index):
             add("import-receipt", subject, problem)

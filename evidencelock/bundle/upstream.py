@@ -42,8 +42,18 @@ def receipts_of(entries: Mapping[int, SignedEntry]) -> dict[str, list[SignedEntr
     return out
 
 
+def items_by_sha256(meta: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """bundle.json items by SHA-256 (built once per part: receipts are matched without a scan each)."""
+    items = meta.get("items") if isinstance(meta.get("items"), list) else []
+    out: dict[str, Mapping[str, Any]] = {}
+    for i in items:
+        if isinstance(i, dict) and isinstance(i.get("sha256"), str):
+            out.setdefault(i["sha256"], i)
+    return out
+
+
 def receipt_problems(rec: Mapping[str, Any], actor: str, item: Any, meta: Mapping[str, Any],
-                     entries: Mapping[int, SignedEntry]) -> list[str]:
+                     entries: Mapping[int, SignedEntry], items: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
     """Each ``received`` member against the bundle it names (docs/bundle-format.md §4.9): the
     origin, case, exporter and checkpoint of its signed bundle.json, the item's ingest entries
     there, and the release (``transfer``): an entry of that bundle, a ``transfer`` of this item,
@@ -55,8 +65,7 @@ def receipt_problems(rec: Mapping[str, Any], actor: str, item: Any, meta: Mappin
         if rec.get(name) != expected:
             problems.append(f"received.{name} differs from the bundle's signed bundle.json: expected={expected!r} "
                             f"found={rec.get(name)!r}")
-    items = meta.get("items") if isinstance(meta.get("items"), list) else []
-    listed = next((i for i in items if isinstance(i, dict) and i.get("sha256") == item), None)
+    listed = (items if items is not None else items_by_sha256(meta)).get(item) if isinstance(item, str) else None
     if listed is None:
         problems.append(f"item {str(item)[:16]}… is not an item of the bundle the receipt names")
     elif rec.get("ingests") != listed.get("entries"):
@@ -277,9 +286,10 @@ def check_upstream(src: BagSource, report: Any, meta: Mapping[str, Any], entries
             continue
         # Every receipt's `received` against the part it names.
         receipts_ok = True
+        index = items_by_sha256(part.meta)
         for s in recs:
             for problem in receipt_problems(s.entry.body["received"], s.entry.actor, s.entry.body.get("item"),
-                                            part.meta, part.entries):
+                                            part.meta, part.entries, index):
                 bad += 1
                 receipts_ok = False
                 report.fail("evidence-upstream", f"receipt entry {s.entry.seq} does not match upstream part {u[:12]}…: "
@@ -340,6 +350,7 @@ def custody_paths(receipts: Mapping[str, list[SignedEntry]], origin: str, names:
     the first organisation to this one.  ``parts``: only parts that verified (verify-bundle) or
     the stored imports (export, which renders the same words into the human files)."""
     out: list[dict[str, Any]] = []
+    seen: set[Any] = set()
     for u, recs in sorted(receipts.items()):
         part = parts.get(u)
         if part is None:
@@ -347,8 +358,9 @@ def custody_paths(receipts: Mapping[str, list[SignedEntry]], origin: str, names:
         for s in recs:
             e = s.entry
             item = e.body.get("item")
-            if any(p["item"] == item for p in out):
+            if not isinstance(item, str) or item in seen:
                 continue  # first receipt of the item in this bundle
+            seen.add(item)
             tr = e.body["received"].get("transfer")
             rel = part.entries.get(tr.get("seq")) if isinstance(tr, dict) else None
             hop = {"from_origin": part.meta.get("origin"), "from_case": part.meta.get("case"),

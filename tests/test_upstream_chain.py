@@ -155,7 +155,6 @@ def test_pinned_upstream_signer_is_reported_pinned(chain):
 
 def test_import_of_a_bundle_with_a_tampered_upstream_part_is_refused(chain, tmp_path):
     """C's import refuses B's bundle when A's part inside it was altered: nothing written."""
-    from conftest import PASSPHRASE
     from evidencelock.importer import import_bundle
     from evidencelock.vault import Vault
     from make_chain_vectors import _Clock, make_org

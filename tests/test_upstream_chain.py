@@ -253,3 +253,22 @@ def test_file_added_to_an_upstream_folder_is_refused(chain, bag):
     names = {c.name for c in rep.failures}
     assert {"evidence-upstream", "upstream:bagit-completeness", "upstream:evidence-unexpected-file"} <= names, names
     assert any(c.subject == f"upstream {chain['u']['B'][:12]}: evidence/notes.txt" for c in rep.failures)
+
+
+@pytest.mark.parametrize("member", ["origin", "case", "exporter", "checkpoint", "ingests"])
+def test_receipt_member_re_signed_by_the_receiver_not_matching_the_part_is_refused(chain, bag, member):
+    """C's real key re-signs its receipt with one `received` member changed: named, expected and found."""
+    from make_chain_vectors import entries_of, regen_tag_manifests, rewrite_entry
+
+    seq = min(s for s, e in entries_of(bag).items() if e["type"] == "ingest")
+    fake = {"origin": "z.example/log", "case": "Case Z", "exporter": "ab" * 32,
+            "checkpoint": {"size": 1, "root": "00" * 32}, "ingests": [999]}[member]
+
+    def change(e):
+        e["body"]["received"][member] = fake
+    rewrite_entry(bag, seq, change, chain["orgs"]["C"][1].sign)
+    regen_tag_manifests(bag)
+    rep = verify_bundle(bag)
+    named = [c for c in rep.failures if c.name == "evidence-upstream" and c.subject == f"entry {seq}"]
+    signed = json.loads(json.dumps(fake, sort_keys=True))  # as the canonical (RFC 8785) entry holds it
+    assert named and f"received.{member}" in named[0].detail and f"found={signed!r}" in named[0].detail, rep.failures

@@ -38,6 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ._text import printable
 from .bundle._paths import UnsafePath, check_bag_path
 from .bundle.source import BagSource, Limits, open_source
 from .errors import InputError, VerificationError
@@ -155,6 +156,17 @@ class PlainImportReport:
     @property
     def ok(self) -> bool:
         return self.receive.ok
+
+    def summary_lines(self) -> list[str]:
+        """Plain words for the person importing (terminal-safe: names come from the bag)."""
+        b, r = self.bag, self.receive
+        lines = [printable(f"Plain BagIt bag {b.name} (BagIt {b.version}, {b.encoding} tag files): every file "
+                           f"checked against its {', '.join(b.manifest_algorithms)} manifest digests. The bag is "
+                           "not signed: it does not show who made it or what happened before it was made."),
+                 *(printable(f"  {n}") for n in self.notes),
+                 f"{r.count('preserved')} file(s) preserved, {r.count('duplicate')} duplicate(s) (stored once), "
+                 f"{r.count('already-recorded')} already recorded for case {printable(r.case)}; {r.bytes_read} bytes."]
+        return lines
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "plain-bagit", "ok": self.ok, "bag": self.bag.to_json(), "import": self.receive.to_json(),

@@ -512,3 +512,11 @@ def test_refusal_names_every_problem_in_json(vault, key, clock, tmp_path):
     assert out["ok"] is False
     assert {"check": "bagit-completeness", "subject": "data/planted.jpg"}.items() <= \
         next(p for p in out["problems"] if p["subject"] == "data/planted.jpg").items()
+
+
+def test_summary_names_the_sender_and_neutralises_control_characters(vault, key, clock, tmp_path):
+    bag = make_bag(tmp_path, info={**INFO, "Source-Organization": "Evil\x1b]0;pwned\x07 Org"})
+    rep = do_import(vault, key, bag, clock)
+    text = "\n".join(rep.summary_lines())
+    assert "Source-Organization: Evil\\x1b]0;pwned\\x07 Org" in text and "\x1b" not in text
+    assert "External-Identifier: MDG-2026-017" in text and "4 file(s) preserved, 1 duplicate(s)" in text

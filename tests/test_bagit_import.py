@@ -520,3 +520,16 @@ def test_summary_names_the_sender_and_neutralises_control_characters(vault, key,
     text = "\n".join(rep.summary_lines())
     assert "Source-Organization: Evil\\x1b]0;pwned\\x07 Org" in text and "\x1b" not in text
     assert "External-Identifier: MDG-2026-017" in text and "4 file(s) preserved, 1 duplicate(s)" in text
+
+
+def test_manifest_spelling_a_name_in_nfd_matches_the_nfc_file(vault, key, clock, tmp_path):
+    import unicodedata
+
+    bag = make_bag(tmp_path)
+    for m in bag.glob("manifest-*.txt"):
+        m.write_text(unicodedata.normalize("NFD", m.read_text()))
+    regen_tagmanifests(bag)
+    assert "te\u0301moignage".encode() in (bag / "manifest-sha256.txt").read_bytes()
+    rep = do_import(vault, key, bag, clock)
+    assert rep.receive.count("preserved") == 4
+    assert "témoignage é.txt" in {b["source"]["path"] for b in ingest_bodies(vault.root)}

@@ -49,7 +49,7 @@ from .receive import Incoming, ReceiveReport, preserve_incoming, received_source
 from .vault import Vault
 
 __all__ = ["BagProblem", "PlainBagRefused", "PlainFile", "FetchEntry", "PlainBag", "PlainImportReport",
-           "validate_plain_bag", "import_plain_bag", "ALGORITHMS", "MAX_BAG_INFO_BYTES"]
+           "validate_plain_bag", "import_plain_bag", "parse_manifest_line", "received_member", "ALGORITHMS", "MAX_BAG_INFO_BYTES"]
 
 # RFC 8493 §2.4 names md5, sha1, sha256, sha512; bagit-python also writes sha224 and sha384.
 ALGORITHMS = {"md5": 32, "sha1": 40, "sha224": 56, "sha256": 64, "sha384": 96, "sha512": 128}
@@ -228,6 +228,16 @@ def _norm(path: str) -> str:
     return path
 
 
+def parse_manifest_line(line: str) -> tuple[str, str] | None:
+    """RFC 8493 §2.1.3: (lowercase digest, bag path) of one manifest line (its line end
+    removed), or None if it is not '<hex> <spaces or tabs> <path>'.  The path is percent-
+    decoded and its leading './' removed; its safety is checked separately (check_bag_path)."""
+    m = _LINE.match(line)
+    if not m:
+        return None
+    return m.group(1).lower(), _norm(_unpercent(m.group(2)))
+
+
 def _read_tag(src: BagSource, name: str, codec: str, problems: _Problems, limit: int | None = None) -> str | None:
     try:
         data = src.read_small(name, limit)
@@ -315,11 +325,11 @@ def _manifest(src: BagSource, name: str, alg: str, codec: str, tag: bool, proble
     for n, line in enumerate(_lines(text), 1):
         if not line.strip():
             continue
-        m = _LINE.match(line)
-        if not m:
+        parsed = parse_manifest_line(line)
+        if parsed is None:
             problems.add(check, name, f"line {n} is not '<checksum> <path>': {line[:80]!r}")
             continue
-        digest, p = m.group(1).lower(), resolve(_norm(_unpercent(m.group(2))))
+        digest, p = parsed[0], resolve(parsed[1])
         if len(digest) != ALGORITHMS[alg]:
             problems.add(check, name, f"line {n}: a {alg} digest has {ALGORITHMS[alg]} hex digits, found {len(digest)}")
             continue

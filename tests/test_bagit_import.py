@@ -582,3 +582,34 @@ def test_manifest_line_vectors():
             check_bag_path(v["path"])
     assert bagimport.parse_manifest_line("abcdef data/x") == ("abcdef", "data/x")
     assert bagimport.parse_manifest_line("not-hex data/x") is None
+
+
+@pytest.mark.parametrize("change,check", [
+    ("truncate", "receive-size-mismatch"),
+    ("grow", "receive-size-mismatch"),
+    ("replace", "receive-unreadable"),  # another file (new inode) put in its place
+])
+def test_payload_resized_or_replaced_after_validation_refused(vault, key, clock, tmp_path, monkeypatch, change, check):
+    bag = make_bag(tmp_path)
+    real = bagimport._validate
+    target = bag / "data" / "DCIM" / "IMG_0001.jpg"
+
+    def validate_then_change(*a, **kw):
+        result = real(*a, **kw)
+        if change == "truncate":
+            os.truncate(target, 10)
+        elif change == "grow":
+            with open(target, "ab") as f:
+                f.write(b"appended after validation")
+        else:
+            tmp = target.with_name("swap")
+            tmp.write_bytes(target.read_bytes())
+            os.replace(tmp, target)
+        return result
+
+    monkeypatch.setattr(bagimport, "_validate", validate_then_change)
+    before = vault_state(vault.root)
+    with pytest.raises(ReceiveRefused) as exc:
+        do_import(vault, key, bag, clock)
+    assert [(p.path, p.check) for p in exc.value.problems] == [("data/DCIM/IMG_0001.jpg", check)]
+    assert vault_state(vault.root) == before

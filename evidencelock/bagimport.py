@@ -38,6 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ._text import printable
 from .bundle._paths import UnsafePath, check_bag_path
 from .bundle.source import BagSource, Limits, open_source
 from .errors import InputError, VerificationError
@@ -48,7 +49,7 @@ from .receive import Incoming, ReceiveReport, preserve_incoming, received_source
 from .vault import Vault
 
 __all__ = ["BagProblem", "PlainBagRefused", "PlainFile", "FetchEntry", "PlainBag", "PlainImportReport",
-           "validate_plain_bag", "import_plain_bag", "ALGORITHMS", "MAX_BAG_INFO_BYTES"]
+           "validate_plain_bag", "import_plain_bag", "parse_manifest_line", "received_member", "ALGORITHMS", "MAX_BAG_INFO_BYTES"]
 
 # RFC 8493 §2.4 names md5, sha1, sha256, sha512; bagit-python also writes sha224 and sha384.
 ALGORITHMS = {"md5": 32, "sha1": 40, "sha224": 56, "sha256": 64, "sha384": 96, "sha512": 128}
@@ -156,6 +157,17 @@ class PlainImportReport:
     def ok(self) -> bool:
         return self.receive.ok
 
+    def summary_lines(self) -> list[str]:
+        """Plain words for the person importing (terminal-safe: names come from the bag)."""
+        b, r = self.bag, self.receive
+        lines = [printable(f"Plain BagIt bag {b.name} (BagIt {b.version}, {b.encoding} tag files): every file "
+                           f"checked against its {', '.join(b.manifest_algorithms)} manifest digests. The bag is "
+                           "not signed: it does not show who made it or what happened before it was made."),
+                 *(printable(f"  {n}") for n in self.notes),
+                 f"{r.count('preserved')} file(s) preserved, {r.count('duplicate')} duplicate(s) (stored once), "
+                 f"{r.count('already-recorded')} already recorded for case {printable(r.case)}; {r.bytes_read} bytes."]
+        return lines
+
     def to_json(self) -> dict[str, Any]:
         return {"kind": "plain-bagit", "ok": self.ok, "bag": self.bag.to_json(), "import": self.receive.to_json(),
                 "not_fetched": [f.to_json() for f in self.bag.not_fetched], "notes": self.notes}
@@ -214,6 +226,16 @@ def _norm(path: str) -> str:
     while path.startswith("./"):
         path = path[2:]
     return path
+
+
+def parse_manifest_line(line: str) -> tuple[str, str] | None:
+    """RFC 8493 §2.1.3: (lowercase digest, bag path) of one manifest line (its line end
+    removed), or None if it is not '<hex> <spaces or tabs> <path>'.  The path is percent-
+    decoded and its leading './' removed; its safety is checked separately (check_bag_path)."""
+    m = _LINE.match(line)
+    if not m:
+        return None
+    return m.group(1).lower(), _norm(_unpercent(m.group(2)))
 
 
 def _read_tag(src: BagSource, name: str, codec: str, problems: _Problems, limit: int | None = None) -> str | None:
@@ -303,11 +325,11 @@ def _manifest(src: BagSource, name: str, alg: str, codec: str, tag: bool, proble
     for n, line in enumerate(_lines(text), 1):
         if not line.strip():
             continue
-        m = _LINE.match(line)
-        if not m:
+        parsed = parse_manifest_line(line)
+        if parsed is None:
             problems.add(check, name, f"line {n} is not '<checksum> <path>': {line[:80]!r}")
             continue
-        digest, p = m.group(1).lower(), resolve(_norm(_unpercent(m.group(2))))
+        digest, p = parsed[0], resolve(parsed[1])
         if len(digest) != ALGORITHMS[alg]:
             problems.add(check, name, f"line {n}: a {alg} digest has {ALGORITHMS[alg]} hex digits, found {len(digest)}")
             continue

@@ -34,7 +34,7 @@ class Digests:
     second: str | None
     size: int
     second_algorithm: str = SECOND_ALGORITHM
-    extra: Mapping[str, str] = field(default_factory=dict)  # further digests asked for: algorithm -> hex
+    extra: Mapping[str, str] = field(default_factory=dict, hash=False)  # further digests asked for: algorithm -> hex
 
 
 def new_hasher(algorithm: str) -> Any:

@@ -320,14 +320,12 @@ def preserve_incoming(
                 set_item_media(conn, sha, s.media)
                 done.add(sha)
 
-    try:
-        vault.store.sync()  # the staged bytes are durable before any entry records them
-        _test_kill_point("after-stage")
-        vault.ledger.append_many(build, key.sign, after=after)
-    except BaseException:
-        for s in staged:
-            vault.store.discard(s.staged)
-        raise
+    # From here on a failure leaves the staged copies where they are, as ingest does: if the
+    # ledger did commit, they are recorded objects that the next writer rolls forward; if not,
+    # it removes them (docs/vault-layout.md §4).  Removing them here could lose a recorded object.
+    vault.store.sync()  # the staged bytes are durable before any entry records them
+    _test_kill_point("after-stage")
+    vault.ledger.append_many(build, key.sign, after=after)
     _test_kill_point("after-ledger-commit")
     vault.store.commit_many([s.staged for s in staged])  # also drops copies of objects already in place
 

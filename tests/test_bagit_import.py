@@ -512,3 +512,104 @@ def test_refusal_names_every_problem_in_json(vault, key, clock, tmp_path):
     assert out["ok"] is False
     assert {"check": "bagit-completeness", "subject": "data/planted.jpg"}.items() <= \
         next(p for p in out["problems"] if p["subject"] == "data/planted.jpg").items()
+
+
+def test_summary_names_the_sender_and_neutralises_control_characters(vault, key, clock, tmp_path):
+    bag = make_bag(tmp_path, info={**INFO, "Source-Organization": "Evil\x1b]0;pwned\x07 Org"})
+    rep = do_import(vault, key, bag, clock)
+    text = "\n".join(rep.summary_lines())
+    assert "Source-Organization: Evil\\x1b]0;pwned\\x07 Org" in text and "\x1b" not in text
+    assert "External-Identifier: MDG-2026-017" in text and "4 file(s) preserved, 1 duplicate(s)" in text
+
+
+def test_manifest_spelling_a_name_in_nfd_matches_the_nfc_file(vault, key, clock, tmp_path):
+    import unicodedata
+
+    bag = make_bag(tmp_path)
+    for m in bag.glob("manifest-*.txt"):
+        m.write_text(unicodedata.normalize("NFD", m.read_text()))
+    regen_tagmanifests(bag)
+    assert "te\u0301moignage".encode() in (bag / "manifest-sha256.txt").read_bytes()
+    rep = do_import(vault, key, bag, clock)
+    assert rep.receive.count("preserved") == 4
+    assert "témoignage é.txt" in {b["source"]["path"] for b in ingest_bodies(vault.root)}
+
+
+# -- docs/vectors/plain-bagit.json ---------------------------------------------------------------
+VEC = json.loads((ROOT / "docs" / "vectors" / "plain-bagit.json").read_text("utf-8"))
+
+
+def _independent_identity(files: dict[str, bytes]) -> str:
+    """docs/bundle-format.md, written from the text: SHA-256 over '<sha256>  <path>\\n' of every
+    file outside data/, sorted by UTF-8 path bytes."""
+    tags = sorted((p for p in files if not p.startswith("data/")), key=lambda s: s.encode())
+    return hashlib.sha256("".join(f"{hashlib.sha256(files[p]).hexdigest()}  {p}\n" for p in tags).encode()).hexdigest()
+
+
+def test_plain_bag_identity_and_source_key_vectors(tmp_path):
+    import hmac as hmac_mod
+
+    from evidencelock.receive import source_key
+
+    files = {p: t.encode() for p, t in VEC["bag_files"].items()}
+    bag = tmp_path / "vector-bag"
+    for p, data in files.items():
+        (bag / p).parent.mkdir(parents=True, exist_ok=True)
+        (bag / p).write_bytes(data)
+    assert _independent_identity(files) == VEC["identity"]
+    assert validate_plain_bag(bag).identity == VEC["identity"]
+    secret = bytes.fromhex(VEC["source_key_secret_hex"])
+    for bag_path, want in VEC["source_keys"].items():
+        ident = ("bag:" + VEC["identity"]).encode() + b"\x00" + bag_path.encode()
+        assert hmac_mod.new(secret, ident, hashlib.sha256).hexdigest() == want["hmac_sha256"]
+        assert source_key(secret, VEC["identity"], bag_path) == want["hmac_sha256"]
+        assert source_key(None, VEC["identity"], bag_path) == want["sha256_no_secret"]
+    # The vector can fail: one changed byte in any tag file is another bag.
+    (bag / "bag-info.txt").write_bytes(files["bag-info.txt"].replace(b"EX-1", b"EX-2"))
+    regen_tagmanifests(bag)
+    assert validate_plain_bag(bag).identity != VEC["identity"]
+
+
+def test_manifest_line_vectors():
+    from evidencelock.bundle._paths import UnsafePath, check_bag_path
+
+    for v in VEC["manifest_lines"]:
+        assert bagimport.parse_manifest_line(v["line"]) == (v["digest"], v["path"]), v
+        if v.get("refused") == "bagit-path-safety":
+            with pytest.raises(UnsafePath):
+                check_bag_path(v["path"])
+        else:
+            check_bag_path(v["path"])
+    assert bagimport.parse_manifest_line("abcdef data/x") == ("abcdef", "data/x")
+    assert bagimport.parse_manifest_line("not-hex data/x") is None
+
+
+@pytest.mark.parametrize("change,check", [
+    ("truncate", "receive-size-mismatch"),
+    ("grow", "receive-size-mismatch"),
+    ("replace", "receive-unreadable"),  # another file (new inode) put in its place
+])
+def test_payload_resized_or_replaced_after_validation_refused(vault, key, clock, tmp_path, monkeypatch, change, check):
+    bag = make_bag(tmp_path)
+    real = bagimport._validate
+    target = bag / "data" / "DCIM" / "IMG_0001.jpg"
+
+    def validate_then_change(*a, **kw):
+        result = real(*a, **kw)
+        if change == "truncate":
+            os.truncate(target, 10)
+        elif change == "grow":
+            with open(target, "ab") as f:
+                f.write(b"appended after validation")
+        else:
+            tmp = target.with_name("swap")
+            tmp.write_bytes(target.read_bytes())
+            os.replace(tmp, target)
+        return result
+
+    monkeypatch.setattr(bagimport, "_validate", validate_then_change)
+    before = vault_state(vault.root)
+    with pytest.raises(ReceiveRefused) as exc:
+        do_import(vault, key, bag, clock)
+    assert [(p.path, p.check) for p in exc.value.problems] == [("data/DCIM/IMG_0001.jpg", check)]
+    assert vault_state(vault.root) == before

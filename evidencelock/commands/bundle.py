@@ -207,13 +207,9 @@ def import_bundle_cmd(ctx: click.Context, bundle: Path, case: str | None, custod
         out.print(f"\n[bold red]REFUSED[/]: {escape(str(bundle))} does not verify; nothing was written or recorded.")
         raise SystemExit(1)
     if result.kind == "plain-bag":
-        rec = result.plain.receive if result.plain is not None else None
-        out.print(f"Plain BagIt bag (no evidence layer: nothing signed to verify) validated and imported into case "
-                  f"[bold]{escape(result.case)}[/]"
-                  + (f": {rec.count('preserved') + rec.count('duplicate')} file(s) recorded, "
-                     f"{rec.count('already-recorded')} already recorded." if rec is not None else "."))
-        for note in getattr(result.plain, "notes", []):
-            out.print(f"  {escape(note)}")
+        lines = result.plain.summary_lines() if hasattr(result.plain, "summary_lines") else []
+        for line in lines or [f"Plain BagIt bag imported into case {result.case}."]:
+            out.print(escape(line))
         raise SystemExit(0)
     new = sum(1 for i in result.items if i.status != "already-recorded")
     out.print(f"Verified and imported [bold]{escape(str(bundle))}[/] from {escape(result.origin)} (their case "

@@ -28,6 +28,7 @@ import fcntl
 import os
 import re
 import secrets
+import shutil
 import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -44,6 +45,7 @@ __all__ = ["ObjectStore", "StagedObject", "SourceChanged", "SourceReadError",
 _HEX64 = re.compile(r"\A[0-9a-f]{64}\Z")
 _STAGED = re.compile(r"\A([0-9a-f]{64})\.[0-9a-f]{16}\.staged\Z")
 _PARTIAL = re.compile(r"\A[0-9a-f]{16}\.partial\Z")
+_IMPORT_COPY = re.compile(r"\Aimport-[0-9a-f]{16}\Z")  # importer.py: tag files of a bundle being imported
 _SESSION = re.compile(r"\A[0-9]+-[0-9a-f]{8}\Z")  # <pid>-<8 hex>, see _session_dir
 
 # docs/vault-layout.md §1: folders and files of the vault that MUST NOT be symlinks.
@@ -427,6 +429,12 @@ class ObjectStore:
         for name, staging_fd, fd in self._dead_session_fds():
             session = self.staging_dir / name
             for f in _scan(fd):
+                if _IMPORT_COPY.match(f.name) and f.is_dir(follow_symlinks=False):
+                    # import-bundle's copy of a bundle's tag files (importer.py): never named by an
+                    # entry; rmtree(2)-style removal through descriptors never follows a link.
+                    shutil.rmtree(f.name, dir_fd=fd, ignore_errors=True)
+                    removed += 1
+                    continue
                 if not f.is_file(follow_symlinks=False):
                     continue
                 m = _STAGED.match(f.name)

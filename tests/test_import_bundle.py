@@ -288,11 +288,13 @@ def test_untampered_vault_with_an_import_passes_verify_and_audit(world, vb):
 def test_import_killed_at_any_point_leaves_a_vault_that_verifies_and_a_rerun_completes(world, vb, point):
     r = run_cli("import-bundle", world["bundle"], "--no-media", vault=vb, env={"EVIDENCELOCK_TEST_KILL_AT": point})
     assert r.code != 0  # SIGKILL
+    assert bool(list((vb / "staging").rglob("import-*"))) == (point == "receive-mid-stage")  # imports/<U> not yet stored
     assert run_cli("verify", vault=vb).code == 0
     r = run_cli("import-bundle", world["bundle"], "--no-media", "--json", vault=vb)
     assert r.code == 0, r.stdout + r.stderr
     statuses = {i["status"] for i in r.json()["items"]}
     assert statuses == ({"already-recorded"} if point == "after-ledger-commit" else {"imported"})
     assert len(receipts(vb)) == 2
+    assert not list((vb / "staging").rglob("import-*"))  # the dead session's copy of the tag files was removed
     r = run_cli("verify", vault=vb)
     assert r.code == 0, r.stdout + r.stderr

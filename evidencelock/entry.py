@@ -39,10 +39,12 @@ ENTRY_TYPES = frozenset(
     {
         "ingest",
         "transfer",
+        "transfer-accept",
         "access",
         "export",
         "derive",
         "annotate",
+        "deletion-request",
         "audit",
         "key-enroll",
         "key-revoke",

@@ -105,6 +105,204 @@ def _custody(ctx: Any, sha: str) -> list[dict[str, Any]]:
     return rows
 
 
+# -- custody in plain words (issue 10) ---------------------------------------------------------
+# State and words come from evidencelock.timeline (one module for both); the functions below only
+# lay them out.  Every input is an included entry or an enrolled name (§4.7 "Human files"), so the
+# verifier renders the same bytes; no clock, no host, order by seq.
+
+_STATUS_WORDS = {"accepted": "accepted by the receiver",
+                 "pending": "PENDING: not accepted by the receiver",
+                 "superseded": "superseded, never accepted"}
+
+
+def _custody_timeline(ctx: Any) -> Any:
+    from .timeline import build
+
+    return build([ctx.entries[s] for s in sorted(ctx.entries)], _names(ctx))
+
+
+def _who(key_id: str, names: dict[str, str], name: str = "") -> str:
+    """A custodian for a person: the enrolled name and a short key id (the full id is in the keys table)."""
+    name = name or names.get(key_id, "")
+    return f"{name} (key {key_id[:8]})" if name else f"key {key_id[:16]}…"
+
+
+def _who_html(key_id: str, names: dict[str, str], name: str = "") -> str:
+    name = name or names.get(key_id, "")
+    key = f'<span class="small mono">key {key_id[:8]}</span>'
+    return f"{html.escape(name)}<br>{key}" if name else key
+
+
+def _item_labels(ctx: Any) -> dict[str, tuple[int, str]]:
+    """sha256 -> (item number in this report, file name in the bundle)."""
+    return {p["sha256"]: (n, p["path"][5:]) for n, p in enumerate(ctx.plan, 1)}
+
+
+def _item_ref(sha: str, labels: dict[str, tuple[int, str]]) -> str:
+    if sha in labels:
+        n, name = labels[sha]
+        return f"item {n}, {name} ({sha[:12]}…)"
+    return f"item {sha[:12]}… (not in this bundle)"
+
+
+def _holder_line(ic: Any, names: dict[str, str]) -> str:
+    """Who holds the item now, from the signed entries; in transit is never worded as held."""
+    if ic is None:
+        return "unknown: no custody record of this item in this case"
+    if ic.in_transit_to:
+        return (f"in transit to {_who(ic.in_transit_to, names, ic.in_transit_name)}: released, "
+                "not yet accepted (no acceptance signed by the receiver)")
+    if ic.holder:
+        return f"held by {_who(ic.holder, names, ic.holder_name)}"
+    return "unknown: no custodian established by the signed records"
+
+
+def _event_links(ev: Any, sha: str, labels: dict[str, tuple[int, str]]) -> list[tuple[str, str]]:
+    """(words, item sha256) pairs linking a derived copy and its original, both ways."""
+    if ev.type != "derive":
+        return []
+    copy, orig = ev.body.get("item"), ev.body.get("original")
+    if not isinstance(copy, str) or not isinstance(orig, str):
+        return []
+    if sha == copy:
+        return [("original: " + _item_ref(orig, labels), orig)]
+    return [("derived copy: " + _item_ref(copy, labels), copy)]
+
+
+def _event_rows(ctx: Any, sha: str, tl: Any) -> list[dict[str, Any]]:
+    """The custody timeline of one item: one row per signed entry, ascending seq."""
+    from .timeline import human_time
+
+    names = _names(ctx)
+    labels = _item_labels(ctx)
+    ic = tl.items.get((ctx.case, sha))
+    rows = []
+    for ev in (ic.events if ic else []):
+        rows.append({"seq": ev.seq, "when": human_time(ev.time), "text": ev.text, "status": ev.status,
+                     "status_words": _STATUS_WORDS.get(ev.status or "", ""), "who": _who(ev.actor, names, ev.actor_name),
+                     "who_html": _who_html(ev.actor, names, ev.actor_name),
+                     "related": list(ev.related), "links": _event_links(ev, sha, labels), "type": ev.type})
+    return rows
+
+
+def _signer_key_events(ctx: Any, tl: Any) -> list[Any]:
+    """Key rotations and revocations that concern a key which signed a record of this bundle."""
+    signers = {s.entry.actor for s in ctx.entries.values() if s.entry.type not in ("key-enroll", "key-revoke")}
+    out = []
+    for evs in tl.case_events.values():
+        for ev in evs:
+            b = ev.body
+            if ev.type == "key-revoke" and b.get("key_id") in signers:
+                out.append(ev)
+            elif ev.type == "key-enroll" and "successor_of" in b and (b.get("key_id") in signers or b.get("successor_of") in signers):
+                out.append(ev)
+    return sorted(out, key=lambda ev: ev.seq)
+
+
+def _case_rows(ctx: Any, tl: Any) -> list[Any]:
+    """Case-level events of the bundle's case (earlier exports, …), ascending seq."""
+    return sorted(tl.case_events.get(ctx.case, []), key=lambda ev: ev.seq)
+
+
+def _custody_html(ctx: Any, tl: Any) -> list[str]:
+    """Case-level custody sections: who holds each item now, case events, key changes."""
+    from .timeline import human_time
+
+    e = html.escape
+    names = _names(ctx)
+    parts = ["<h2>Who holds each item now</h2>",
+             '<p class="small">Derived only from the signed records in this bundle. A transfer counts as complete only '
+             "when the receiving custodian signed its acceptance; until then the item is shown as in transit.</p>",
+             '<table class="custody"><tr><td><strong>#</strong></td><td><strong>Item</strong></td>'
+             "<td><strong>Custody now</strong></td></tr>"]
+    for n, p in enumerate(ctx.plan, 1):
+        ic = tl.items.get((ctx.case, p["sha256"]))
+        cls = ' class="pending"' if ic is not None and ic.in_transit_to else ""
+        parts.append(f'<tr{cls}><td><a href="#item-{p["sha256"][:16]}">{n}</a></td><td>{e(p["path"][5:])}'
+                     f'<br><span class="small mono">{p["sha256"][:12]}…</span></td><td>{e(_holder_line(ic, names))}</td></tr>')
+    parts.append("</table>")
+    case_events = _case_rows(ctx, tl)
+    if case_events:
+        parts.append("<h2>Case events</h2>")
+        parts.append('<table class="timeline"><tr><td><strong>Time (UTC)</strong></td><td><strong>What happened</strong></td>'
+                     "<td><strong>Signed by</strong></td><td><strong>Record</strong></td></tr>")
+        for ev in case_events:
+            parts.append(f"<tr><td>{e(human_time(ev.time))}</td><td>{e(ev.text)}</td>"
+                         f"<td>{_who_html(ev.actor, names, ev.actor_name)}</td><td>#{ev.seq}</td></tr>")
+        parts.append("</table>")
+    key_events = _signer_key_events(ctx, tl)
+    if key_events:
+        parts.append("<h2>Key changes affecting this case's signers</h2>")
+        parts.append('<table class="timeline"><tr><td><strong>Time (UTC)</strong></td><td><strong>What happened</strong></td>'
+                     "<td><strong>Signed by</strong></td><td><strong>Record</strong></td></tr>")
+        for ev in key_events:
+            parts.append(f"<tr><td>{e(human_time(ev.time))}</td><td>{e(ev.text)}</td>"
+                         f"<td>{_who_html(ev.actor, names, ev.actor_name)}</td><td>#{ev.seq}</td></tr>")
+        parts.append("</table>")
+    return parts
+
+
+def _item_custody_html(ctx: Any, sha: str, tl: Any) -> list[str]:
+    """One item's custody: who holds it now, then its timeline table in plain words."""
+    e = html.escape
+    ic = tl.items.get((ctx.case, sha))
+    parts = [f'<p class="holder"><strong>Custody now:</strong> {e(_holder_line(ic, _names(ctx)))}</p>',
+             '<table class="timeline"><tr><td><strong>Time (UTC)</strong></td><td><strong>What happened</strong></td>'
+             "<td><strong>Signed by</strong></td><td><strong>Record</strong></td></tr>"]
+    for r in _event_rows(ctx, sha, tl):
+        cls = f' class="{r["status"]}"' if r["status"] else ""
+        what = e(r["text"])
+        if r["status_words"]:
+            what += f'<br><span class="status">{e(r["status_words"])}</span>'
+        for words, other in r["links"]:
+            what += f'<br><a href="#item-{other[:16]}">{e(words)}</a>' if other in {p["sha256"] for p in ctx.plan} else f"<br>{e(words)}"
+        rel = ", ".join(f"#{s}" for s in r["related"])
+        see = f'<br><span class="small">see {rel}</span>' if rel else ""
+        parts.append(f'<tr{cls}><td>{e(r["when"])}</td><td>{what}</td><td>{r["who_html"]}</td><td>#{r["seq"]}{see}</td></tr>')
+    parts.append("</table>")
+    return parts
+
+
+def _custody_md(ctx: Any, tl: Any) -> str:
+    """The certification's custody paragraph: each item's chain in sentences, pending said to be pending."""
+    from .timeline import human_time
+
+    names = _names(ctx)
+    lines = []
+    for p in ctx.plan:
+        sha = p["sha256"]
+        ic = tl.items.get((ctx.case, sha))
+        lines.append(f"   - `{p['path']}` (SHA-256 `{sha[:16]}…`):")
+        for r in _event_rows(ctx, sha, tl):
+            s = f"     - On {r['when']} UTC: {r['text']} (record #{r['seq']}"
+            s += (f"; see record{'s' if len(r['related']) > 1 else ''} " + ", ".join(f"#{x}" for x in r["related"])
+                  if r["related"] else "") + ")."
+            if r["status"] == "pending":
+                s += (" This transfer is pending: no acceptance signed by the receiving custodian is recorded, so "
+                      "this certification does not state that the receiver took custody.")
+            elif r["status"] == "superseded":
+                s += " This transfer was superseded by a later release and was never accepted."
+            for words, _ in r["links"]:
+                s += f" See {words}."
+            lines.append(s)
+        lines.append(f"     - At export: {_holder_line(ic, names)}.")
+    case_events = _case_rows(ctx, tl)
+    if case_events:
+        lines.append("   - Case events:")
+        lines += [f"     - On {human_time(ev.time)} UTC: {ev.text} (record #{ev.seq})." for ev in case_events]
+    key_events = _signer_key_events(ctx, tl)
+    if key_events:
+        lines.append("   - Key changes affecting the signers of these records:")
+        lines += [f"     - On {human_time(ev.time)} UTC: {ev.text} (record #{ev.seq})." for ev in key_events]
+    return "\n".join(lines)
+
+
+def _custody_json(ctx: Any, tl: Any) -> list[Any]:
+    """The variable strings of the custody sections (the PDF's font choice looks at them)."""
+    return [[r["text"] for p in ctx.plan for r in _event_rows(ctx, p["sha256"], tl)],
+            [ev.text for ev in _case_rows(ctx, tl) + _signer_key_events(ctx, tl)]]
+
+
 def _one_value(value: Any) -> str:
     """A list element for a person: ``type video, codec h264, width 1920`` rather than a dict repr."""
     if isinstance(value, dict):
@@ -158,6 +356,10 @@ code,.mono{font-family:"DejaVu Sans Mono",Consolas,monospace;font-size:12px;word
 .thumbs figcaption{font-size:11px;color:var(--muted)}
 .timeline td:first-child{white-space:nowrap}
 .small{font-size:12px;color:var(--muted)}
+.timeline td:nth-child(3){width:160px}.timeline td:nth-child(4){width:70px;white-space:nowrap}
+.timeline tr,.custody tr{break-inside:avoid;page-break-inside:avoid}
+tr.pending td{background:var(--warnbg)}tr.pending .status{color:var(--warn);font-weight:600}
+tr.accepted .status{color:var(--ok)}tr.superseded .status{color:var(--muted)}.holder{margin:4px 0}
 @media print{body{background:#fff}main{padding:0;max-width:none}h2{break-after:avoid}.cols{display:block}.box{margin-bottom:8px}
  a{color:inherit;text-decoration:none}@page{size:A4;margin:16mm}}
 """
@@ -166,7 +368,7 @@ code,.mono{font-family:"DejaVu Sans Mono",Consolas,monospace;font-size:12px;word
 def report_html(ctx: Any) -> str:
     e = html.escape
     cp = ctx.checkpoint
-    names = _names(ctx)
+    tl = _custody_timeline(ctx)
     total = sum(p["size"] for p in ctx.plan)
     parts = [f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -193,10 +395,12 @@ checked against the checkpoint at log size {cp.tree_size}. Anyone can repeat thi
 </table>""")
     parts.append("<h2>Custodian keys</h2><table><tr><th>Custodian</th><td><strong>Key id</strong> (SHA-256 of the public key)</td></tr>")
     parts += [f"<tr><th>{e(k.name)}</th><td><code>{kid}</code></td></tr>" for kid, k in sorted(ctx.keys.items())]
-    parts.append("</table><h2>Items</h2>")
+    parts.append("</table>")
+    parts += _custody_html(ctx, tl)
+    parts.append("<h2>Items</h2>")
     for n, p in enumerate(ctx.plan, 1):
         media = ctx.media.get(p["sha256"])
-        parts.append(f'<section class="item"><h3>{n}. {e(p["path"][5:])}</h3>')
+        parts.append(f'<section class="item" id="item-{p["sha256"][:16]}"><h3>{n}. {e(p["path"][5:])}</h3>')
         thumbs = ctx.thumbs.get(p["sha256"]) or []
         if thumbs:
             parts.append('<div class="thumbs">')
@@ -215,12 +419,8 @@ checked against the checkpoint at log size {cp.tree_size}. Anyone can repeat thi
         for label, value in _capture(media):
             parts.append(f"<tr><th>{e(label)}</th><td>{e(value)}</td></tr>")
         parts.append("</table><p class=\"small\">Capture metadata above is what the file states about itself (not verified).</p>")
-        parts.append('<table class="timeline"><tr><th>Time (UTC)</th><td><strong>Custody act</strong></td><td><strong>Custodian</strong></td><td><strong>Record</strong></td></tr>')
-        for r in _custody(ctx, p["sha256"]):
-            parts.append(f"<tr><td>{e(r['time'].replace('T', ' ')[:19])}</td><td>{e(r['what'])}</td>"
-                         f"<td>{e(r['custodian'] or names.get(r['key'], ''))}<br><span class=\"small mono\">{r['key'][:16]}…</span></td>"
-                         f"<td>#{r['seq']}</td></tr>")
-        parts.append("</table></section>")
+        parts += _item_custody_html(ctx, p["sha256"], tl)
+        parts.append("</section>")
     parts.append("""<h2>How to check this report</h2><p>This report is a convenience: it is signed indirectly (its SHA-256
 is in the exporter's signed <code>evidence/bundle.json</code>), but the evidence is the files and records
 themselves. <code>VERIFY.md</code> in the bundle walks through every check with standard tools.</p></main></body></html>""")
@@ -261,19 +461,21 @@ def report_pdf(ctx: Any) -> bytes:
         pass
     # Embedding a TrueType font costs seconds (subsetting); the built-in Helvetica is used
     # whenever every variable string fits Latin-1, DejaVu only when a name needs Unicode.
+    tl = _custody_timeline(ctx)
+    latin = str.maketrans({"\u2022": "-", "\u2014": "-", "\u2026": "...", "\u203a": ">", "\u2019": "'",
+                           "\u2192": "->", "\u2013": "-"})
     variable = json.dumps([ctx.case, ctx.origin, ctx.exporter_name, [k.name for k in ctx.keys.values()],
                            [(p["path"], p["original_names"]) for p in ctx.plan],
                            [_capture(m) for m in ctx.media.values()],
-                           [_custody(ctx, p["sha256"]) for p in ctx.plan],
+                           _custody_json(ctx, tl),
                            ctx.timestamp], ensure_ascii=False, default=str)
     try:
-        variable.encode("latin-1")
+        variable.translate(latin).encode("latin-1")
         family = "Helvetica"
     except UnicodeEncodeError:
         family = _font(pdf)
     mono = "DejaVuMono" if family == "DejaVu" and "dejavumono" in pdf.fonts else "Courier"
     unicode_ok = family == "DejaVu"
-    latin = str.maketrans({"\u2022": "-", "\u2014": "-", "\u2026": "...", "\u203a": ">", "\u2019": "'"})
     width = pdf.w - pdf.l_margin - pdf.r_margin
     label_w = 38.0
 
@@ -343,6 +545,65 @@ def report_pdf(ctx: Any) -> bytes:
             pdf.rect(pdf.l_margin, y0, 1.5, pdf.get_y() - y0, style="F")
         pdf.ln(2)
 
+    def row_height(cols: tuple[float, ...], cells: tuple[str, ...], size: float = 8) -> float:
+        pdf.set_font(family, "", size)
+        return max(len(pdf.multi_cell(w - 1.5, 4, t(c), align="L", dry_run=True, output="LINES")) * 4.0
+                   for w, c in zip(cols, cells)) + 1.4
+
+    def keep(height: float) -> None:
+        """Start a new page unless ``height`` fits in the space left (when it fits on a page at all)."""
+        bottom = pdf.h - pdf.b_margin
+        if pdf.get_y() + height > bottom and height <= bottom - pdf.t_margin - 10:
+            pdf.add_page()
+
+    def table_height(cols: tuple[float, ...], rows: list[tuple[tuple[str, ...], bool]]) -> float:
+        return 5 + sum(row_height(cols, cells) for cells, _ in rows)
+
+    def table(cols: tuple[float, ...], header: tuple[str, ...], rows: list[tuple[tuple[str, ...], bool]]) -> None:
+        """A table whose rows never split across pages; the whole table starts on a new page when it
+        fits on one page but not in the space left (an item's custody is read as one piece)."""
+        heights = [row_height(cols, cells) for cells, _ in rows]
+        keep(5 + sum(heights))
+        bottom = pdf.h - pdf.b_margin
+
+        def head() -> None:
+            pdf.set_font(family, "B", 8)
+            pdf.set_text_color(91, 101, 112)
+            for w, h in zip(cols, header):
+                pdf.cell(w, 5, t(h), border="B")
+            pdf.ln(5)
+            pdf.set_text_color(27, 31, 36)
+
+        head()
+        for (cells, warn), hgt in zip(rows, heights):
+            if pdf.get_y() + hgt > bottom:
+                pdf.add_page()
+                head()
+            y, x = pdf.get_y(), pdf.l_margin
+            if warn:
+                pdf.set_fill_color(255, 244, 224)
+                pdf.rect(pdf.l_margin, y, width, hgt - 0.6, style="F")
+            pdf.set_font(family, "", 8)
+            for w, text in zip(cols, cells):
+                pdf.set_xy(x, y + 0.3)
+                pdf.multi_cell(w - 1.5, 4, t(text), align="L", new_x="LMARGIN", new_y="NEXT")
+                x += w
+            pdf.set_y(y + hgt - 0.6)
+            pdf.set_draw_color(214, 219, 225)
+            pdf.line(pdf.l_margin, pdf.get_y(), pdf.l_margin + width, pdf.get_y())
+            pdf.ln(0.6)
+
+    def timeline_rows(sha: str) -> list[tuple[tuple[str, ...], bool]]:
+        rows = []
+        for r in _event_rows(ctx, sha, tl):
+            what = r["text"] + (f"\n{r['status_words']}" if r["status_words"] else "")
+            what += "".join(f"\n{words}" for words, _ in r["links"])
+            rec = f"#{r['seq']}" + (f"\nsee {', '.join('#' + str(x) for x in r['related'])}" if r["related"] else "")
+            rows.append(((r["when"], what, r["who"], rec), r["status"] == "pending"))
+        return rows
+
+    tcols = (27.0, width - 27 - 44 - 17, 44.0, 17.0)
+    theader = ("Time (UTC)", "What happened", "Signed by", "Record")
     cp = ctx.checkpoint
     names = _names(ctx)
     pdf.add_page()
@@ -371,6 +632,26 @@ def report_pdf(ctx: Any) -> bytes:
     heading("Custodian keys")
     for kid, k in sorted(ctx.keys.items()):
         kv(k.name or "(unnamed)", kid, is_mono=True)
+    ccols = (10.0, 70.0, width - 80)
+    crows = [((str(n), f"{p['path'][5:]}\n{p['sha256'][:12]}...", _holder_line(tl.items.get((ctx.case, p["sha256"])), names)),
+              bool(tl.items.get((ctx.case, p["sha256"])) and tl.items[(ctx.case, p["sha256"])].in_transit_to))
+             for n, p in enumerate(ctx.plan, 1)]
+    keep(table_height(ccols, crows[:12]) + 24)  # the heading stays with its table
+    heading("Who holds each item now", keep=0)
+    para("Derived only from the signed records in this bundle. A transfer counts as complete only when the receiving "
+         "custodian signed its acceptance; until then the item is shown as in transit.", 7.5)
+    pdf.ln(1)
+    table(ccols, ("#", "Item", "Custody now"), crows)
+    from .timeline import human_time
+
+    for title, evs in (("Case events", _case_rows(ctx, tl)),
+                       ("Key changes affecting this case's signers", _signer_key_events(ctx, tl))):
+        if evs:
+            erows = [((human_time(ev.time), ev.text, _who(ev.actor, names, ev.actor_name), f"#{ev.seq}"), False)
+                     for ev in evs]
+            keep(table_height(tcols, erows[:12]) + 14)
+            heading(title, keep=0)
+            table(tcols, theader, erows)
     heading("Items", keep=100)
     for n, p in enumerate(ctx.plan, 1):
         if pdf.get_y() > pdf.h - 90:  # keep an item's title with its thumbnails and digests
@@ -402,30 +683,11 @@ def report_pdf(ctx: Any) -> bytes:
             kv(label, value)
         para("Capture metadata above is what the file states about itself (not verified).", 7.5)
         pdf.ln(1.5)
-        # Custody timeline: a real table (time | act | custodian | record).
-        cols = (30.0, width - 30 - 42 - 14, 42.0, 14.0)
-        pdf.set_font(family, "B", 8)
-        for w, h in zip(cols, ("Time (UTC)", "Custody act", "Custodian", "Record")):
-            pdf.cell(w, 5, h, border="B")
-        pdf.ln(5)
-        pdf.set_font(family, "", 8)
-        for r in _custody(ctx, p["sha256"]):
-            if pdf.get_y() > pdf.h - 25:
-                pdf.add_page()
-            y = pdf.get_y()
-            x = pdf.l_margin
-            bottoms = []
-            cells = (r["time"].replace("T", " ")[:19], r["what"],
-                     f"{r['custodian'] or names.get(r['key'], '')}\nkey {r['key'][:16]}...", f"#{r['seq']}")
-            for w, text in zip(cols, cells):
-                pdf.set_xy(x, y)
-                pdf.multi_cell(w - 1.5, 4, t(text), align="L", new_x="LMARGIN", new_y="NEXT")
-                bottoms.append(pdf.get_y())
-                x += w
-            pdf.set_y(max(bottoms) + 0.6)
-            pdf.set_draw_color(214, 219, 225)
-            pdf.line(pdf.l_margin, pdf.get_y(), pdf.l_margin + width, pdf.get_y())
-            pdf.ln(0.8)
+        # Custody: who holds it now, then the timeline table (time | what | signed by | record).
+        trows = timeline_rows(p["sha256"])
+        keep(table_height(tcols, trows) + 10)  # "Custody now" stays with the item's timeline
+        kv("Custody now", _holder_line(tl.items.get((ctx.case, p["sha256"])), names))
+        table(tcols, theader, trows)
     heading("How to check this report")
     para("This report is a convenience: it is signed indirectly (its SHA-256 is in the exporter's signed "
          "evidence/bundle.json), but the evidence is the files and records themselves. VERIFY.md in the bundle walks "
@@ -499,10 +761,17 @@ I, ______________________ [name], declare:
 |---|---|---|---|
 {rows}
 
-5. The digests can be recomputed by anyone with standard tools (`sha256sum`, `openssl`);
+5. **Chain of custody.** The signed custody records in the bundle state the following, for each
+   file in the order recorded (times in UTC, as stated by each signer's own clock). A transfer is
+   complete only when the receiving custodian signed an acceptance of that release; a transfer
+   without one is stated as pending, and the item as in transit.
+
+{_custody_md(ctx, _custody_timeline(ctx))}
+
+6. The digests can be recomputed by anyone with standard tools (`sha256sum`, `openssl`);
    `VERIFY.md` in the bundle gives the exact commands. Software: {ctx.software}.
 
-6. This certification does not attest to who created the files, to the truth of their content
+7. This certification does not attest to who created the files, to the truth of their content
    or of their embedded metadata, or to their history before ingest.
 
 I declare under penalty of perjury under the laws of ______________________ that the foregoing

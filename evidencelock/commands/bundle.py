@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from ._common import escape
@@ -128,6 +128,7 @@ def verify_bundle_cmd(bundle: Path, trusted: tuple[str, ...], checkpoint: Path |
             mark = "[green]ok  [/]" if ch.ok else "[bold red]FAIL[/]"
             subject = f" [dim]{escape(ch.subject)}[/]" if ch.subject else ""
             out.print(f"{mark} {ch.name}{subject}: {escape(ch.detail)}")
+        _print_custody(report)
         if report.established:
             out.print("\n[bold]Established[/]")
             for s in report.established:
@@ -143,6 +144,49 @@ def verify_bundle_cmd(bundle: Path, trusted: tuple[str, ...], checkpoint: Path |
         else:
             out.print(f"\n[bold red]FAILED[/]: {len(report.failures)} problem(s); see FAIL lines above")
     raise SystemExit(0 if report.ok else 1)
+
+
+def _print_custody(report: Any) -> None:
+    """The custody section of verify-bundle: per item, its chain in plain words, each transfer
+    sender → receiver with accepted / PENDING; derived only from the verified entries."""
+    cust = report.custody
+    if not cust:
+        return
+    out.print(f"\n[bold]Custody[/] [dim](derived from {escape(cust['basis'])})[/]")
+    if not report.ok:
+        out.print("  [bold red]This bundle FAILED verification[/]: the lines below are what the verified entries say; "
+                  "they are not established for the bundle as a whole.")
+
+    def who(w: dict[str, Any] | None) -> str:
+        if not w:
+            return "?"
+        return f"{w['name']} ({w['key_id'][:8]})" if w["name"] else f"key {w['key_id'][:16]}…"
+
+    for item in cust["items"]:
+        out.print(f"  [bold]{escape(str(item['path']))}[/] [dim]{item['sha256'][:12]}…[/]")
+        if item["in_transit_to"]:
+            out.print(f"    custody now: [yellow]in transit to {escape(who(item['in_transit_to']))}[/] "
+                      "(released, not accepted by the receiver)")
+        elif item["holder"]:
+            out.print(f"    custody now: held by {escape(who(item['holder']))}")
+        transfers = {t["seq"]: t for t in item["transfers"]}
+        for ev in item["events"]:
+            t = transfers.get(ev["seq"])
+            if t is None:
+                out.print(f"    {ev['when']}  {escape(ev['text'])} [dim](entry {ev['seq']})[/]")
+                continue
+            route = f"{escape(who(t['from']))} → {escape(who(t['to']))}"
+            if t["status"] == "accepted" and t["accept"]:
+                state = (f"[green]accepted[/] by {escape(who(t['accept']['by']))} on {escape(t['accept']['when'])} "
+                         f"(entry {t['accept']['seq']})")
+            elif t["status"] == "superseded":
+                state = "[dim]superseded by a later release, never accepted[/]"
+            else:
+                state = "[yellow]PENDING[/]: not accepted by the receiver"
+            note = f" — {escape(t['note'])}" if t.get("note") else ""
+            out.print(f"    {ev['when']}  transfer {route}: {state}{note} [dim](entry {ev['seq']})[/]")
+    for ev in cust["case_events"]:
+        out.print(f"  case: {ev['when']}  {escape(ev['text'])} [dim](entry {ev['seq']})[/]")
 
 
 def _read_tsa_root(path: Path) -> bytes:

@@ -10,29 +10,72 @@ import json
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, func, or_, select
 
 from . import schema
-from .errors import InputError
+from .entry import Entry
+from .errors import FormatError, InputError
 from .vault import Vault
 
 __all__ = ["find_item", "item_details", "render_item"]
 
 
 def find_item(vault: Vault, query: str) -> str:
-    """Full SHA-256 of the one item whose digest starts with ``query`` (≥ 6 hex digits)."""
+    """Full SHA-256 of the one item named by ``query``: a digest prefix (≥ 6 hex digits), or an
+    original file name — a signed ``source.path`` of an ingest entry, or its last component.
+
+    A name that fits more than one item is refused (exit 2) with the candidates listed."""
     q = query.strip().lower()
     if q.startswith("sha256:"):
         q = q[7:]
-    if not re.fullmatch(r"[0-9a-f]{6,64}", q):
-        raise InputError(f"an item is named by its SHA-256 (at least 6 hex digits), found {query!r}")
-    with vault.ledger.reader() as conn:
-        rows = conn.execute(select(schema.items.c.sha256).where(schema.items.c.sha256.like(q + "%")).limit(3)).all()
-    if not rows:
+    if re.fullmatch(r"[0-9a-f]{6,64}", q):
+        with vault.ledger.reader() as conn:
+            rows = conn.execute(select(schema.items.c.sha256).where(schema.items.c.sha256.like(q + "%")).limit(3)).all()
+        if len(rows) > 1:
+            raise InputError(f"{q} matches more than one item; give more digits")
+        if rows:
+            return str(rows[0].sha256)
+    by_name = _items_by_name(vault, query.strip())
+    if len({sha for sha, _, _ in by_name}) == 1:
+        return by_name[0][0]
+    if by_name:
+        shown = "; ".join(f"{sha[:16]}… ({path!r}, case {case!r})" for sha, case, path in by_name[:10])
+        more = f"; and {len(by_name) - 10} more" if len(by_name) > 10 else ""
+        raise InputError(f"{query.strip()!r} names more than one preserved item: {shown}{more}",
+                         hint="give the item's SHA-256 (at least 6 hex digits) or its full recorded path")
+    if re.fullmatch(r"[0-9a-f]{6,64}", q):
         raise InputError(f"no preserved item has a SHA-256 starting with {q}", subject=str(vault.root))
-    if len(rows) > 1:
-        raise InputError(f"{q} matches more than one item; give more digits")
-    return rows[0].sha256
+    raise InputError(f"no preserved item has a SHA-256 prefix or an original file name {query.strip()!r}",
+                     subject=str(vault.root),
+                     hint="an item is named by its SHA-256 (at least 6 hex digits) or a file name it was ingested from")
+
+
+def _items_by_name(vault: Vault, name: str) -> list[tuple[str, str, str]]:
+    """(sha256, case, source.path) of ingest entries whose signed ``source.path`` is ``name``
+    or ends in ``/name``; one SQL pass over the ingest entries' bytes, exact match checked
+    on the parsed entry."""
+    if not name or "\x00" in name:
+        return []
+    needle = json.dumps(name, ensure_ascii=False)[1:-1]  # as RFC 8785 writes it inside a string
+    t = schema.entries
+    pats = [f'"path":"{needle}"', f'/{needle}"']
+    found: dict[tuple[str, str, str], None] = {}
+    # The canonical bytes are UTF-8 JSON: compared as text (PostgreSQL: bytea decoded first).
+    text_col = (cast(t.c.canonical, Text) if vault.ledger.is_sqlite
+                else func.convert_from(t.c.canonical, "UTF8").cast(Text))
+    conds = [text_col.contains(p, autoescape=True) for p in pats]
+    with vault.ledger.reader() as conn:
+        rows = conn.execute(select(t.c.canonical).where(t.c.type == "ingest", or_(*conds)).order_by(t.c.seq)).all()
+    for r in rows:
+        try:
+            e = Entry.from_canonical(bytes(r.canonical))
+        except FormatError:
+            continue
+        src = e.body.get("source")
+        path = src.get("path") if isinstance(src, dict) else None
+        if e.type == "ingest" and e.item and isinstance(path, str) and (path == name or path.rsplit("/", 1)[-1] == name):
+            found.setdefault((e.item, e.case, path), None)
+    return list(found)
 
 
 def item_details(vault: Vault, query: str) -> dict[str, Any]:

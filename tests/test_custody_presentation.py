@@ -1,0 +1,344 @@
+"""Issue 10, "everywhere a person looks": the report (HTML and PDF), the draft certification and
+`verify-bundle` (human and --json) name sender and receiver of every transfer and whether it was
+accepted; derived copies link to their originals and back; access events, annotations and
+deletion requests are listed; a pending transfer is never worded as complete.
+
+Real vault made by the real library (custody acts by four custodians), real bundles, the real CLI
+in a subprocess.  Attacks: a certification or report edited from "pending" to "accepted" and
+re-signed with the genuine exporter key (refused by the byte comparison of §4.7); a forged
+acceptance signed by a real enrolled key that is not the receiver, really in the log, checkpointed
+and exported (refused `evidence-custody`, naming the entry); a genuine acceptance re-signed in the
+bundle by another enrolled key (the bundle fails, and the custody section still shows the
+transfer as pending because that entry did not verify).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from evidencelock.bundle import export_bundle
+from evidencelock.custody import (accept_transfers, annotate, derive, enroll_custodian, record_access,
+                                  request_deletion, transfer_items)
+from evidencelock.ingest import ingest
+from evidencelock.vault import Vault
+
+from conftest import CORPUS, PASSPHRASE, run_cli
+from test_bundle_attacks_structure import rewrite_entry
+from test_bundle_human_files import edit, resign
+from test_bundle_support import build_vault
+
+CASE = "Case 10"
+PENDING_WORDS = "released by Field Team A to Court Registry — in transit, not accepted by Court Registry"
+
+
+def _photo(dst: Path) -> None:
+    if CORPUS.is_dir():
+        shutil.copy(CORPUS / "photos" / "Canon_40D.jpg", dst)
+    else:
+        from mediagen import make_jpeg
+
+        make_jpeg(dst, 40, exif={"0th": {271: b"Canon", 272: b"Canon EOS 40D"}, "Exif": {}})
+
+
+def _make_world(root: Path) -> dict:
+    vault, clock = build_vault(root)
+    a = vault.unlock(PASSPHRASE)
+    b = enroll_custodian(vault, a, name="Lawyer B", passphrase=PASSPHRASE, now=clock())
+    c = enroll_custodian(vault, a, name="Court Registry", passphrase=PASSPHRASE, now=clock())
+    d = enroll_custodian(vault, a, name="Analyst D", passphrase=PASSPHRASE, now=clock())
+    src = root / "card"
+    src.mkdir()
+    _photo(src / "IMG_0001.jpg")
+    (src / "statement.txt").write_bytes(b"witness statement, signed\n")
+    ingest(vault, [src], key=a, case=CASE, now=clock, extract_media=False)
+    orig = hashlib.sha256((src / "IMG_0001.jpg").read_bytes()).hexdigest()
+    stmt = hashlib.sha256((src / "statement.txt").read_bytes()).hexdigest()
+    (root / "redacted").mkdir()
+    blurred = root / "redacted" / "IMG_0001_blurred.jpg"
+    blurred.write_bytes((src / "IMG_0001.jpg").read_bytes() + b"\0blurred faces")
+    copy = derive(vault, a, original=orig, derived_path=blurred, action="blurred faces", now=clock, case=CASE,
+                  extract_media=False).derived
+    rel_ok = transfer_items(vault, a, items=[orig], case=CASE, to=b.key_id, note="sealed bag 17", now=clock)[0]
+    acc = accept_transfers(vault, b, case=CASE, items=[orig], now=clock)[0]
+    record_access(vault, b, item=orig, purpose="review for the court filing", action="view", now=clock(), case=CASE)
+    rel_pending = transfer_items(vault, a, items=[stmt], case=CASE, to=c.key_id, note=None, now=clock)[0]
+    annotate(vault, a, item=stmt, text="speaker identified as witness 3", tags=["witness"], now=clock(), case=CASE)
+    request_deletion(vault, a, item=stmt, reason="the witness asked", now=clock(), case=CASE)
+    export_bundle(vault, case=CASE, out=root / "first", key=a, now=clock, report=False)
+    bundle = export_bundle(vault, case=CASE, out=root / "bundle", key=a, now=clock).path
+    vault.close()
+    return {"root": root, "vault": root / "vault", "bundle": bundle, "a": a, "b": b, "c": c, "d": d, "orig": orig,
+            "stmt": stmt, "copy": copy, "release_accepted": rel_ok.entry.seq, "accept": acc.entry.seq,
+            "release_pending": rel_pending.entry.seq, "release_pending_hash": rel_pending.entry_hash, "clock": clock}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return _make_world(tmp_path_factory.mktemp("custody-presentation"))
+
+
+@pytest.fixture(scope="module")
+def verified(world):
+    human = run_cli("verify-bundle", world["bundle"])
+    js = run_cli("verify-bundle", world["bundle"], "--json")
+    return human, js
+
+
+class _Text(HTMLParser):
+    """The text a reader sees, per item section (by its id) and in total."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.sections: dict[str, list[str]] = {}
+        self._section: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section":
+            self._section = a.get("id")
+            self.sections[self._section or ""] = []
+        if tag in ("tr", "br", "p", "h2", "h3", "li"):
+            self._add("\n")
+
+    def handle_endtag(self, tag):
+        if tag == "section":
+            self._section = None
+
+    def handle_data(self, data):
+        self._add(data)
+
+    def _add(self, s):
+        self.parts.append(s)
+        if self._section is not None:
+            self.sections[self._section].append(s)
+
+
+def _html(world) -> tuple[str, dict[str, str], str]:
+    raw = (world["bundle"] / "report.html").read_text()
+    p = _Text()
+    p.feed(raw)
+    return "".join(p.parts), {k: "".join(v) for k, v in p.sections.items()}, raw
+
+
+def _lines_about_pending(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if "Court Registry" in ln and "Lawyer B" not in ln]
+
+
+# -- what the reader sees ---------------------------------------------------------------------------
+def test_report_html_names_sender_receiver_acceptance_derivation_and_access(world):
+    text, sections, raw = _html(world)
+    orig, copy, stmt = world["orig"], world["copy"], world["stmt"]
+    assert f"transferred by Field Team A to Lawyer B (accepted" in text and "sealed bag 17" in text
+    assert f"custody accepted by Lawyer B from Field Team A (transfer entry {world['release_accepted']})" in text
+    assert PENDING_WORDS in text and "PENDING: not accepted by the receiver" in text
+    # Who holds each item now (case-level) and per item.
+    assert "held by Lawyer B (key " in text
+    assert "in transit to Court Registry (key " in text and "not yet accepted" in text
+    assert "held by Court Registry" not in text
+    # Derived copy <-> original, as links between the item sections.
+    orig_sec, copy_sec = sections[f"item-{orig[:16]}"], sections[f"item-{copy[:16]}"]
+    assert f"derived from {orig[:12]}… by Field Team A: blurred faces" in copy_sec
+    assert f"derived copy {copy[:12]}… made by Field Team A: blurred faces" in orig_sec
+    assert re.search(rf'<a href="#item-{orig[:16]}">original: item \d, IMG_0001.jpg', raw)
+    assert re.search(rf'<a href="#item-{copy[:16]}">derived copy: item \d, IMG_0001_blurred.jpg', raw)
+    # Access (who, why, how), annotation, deletion request, earlier export.
+    assert "viewed by Lawyer B — purpose: review for the court filing" in orig_sec
+    stmt_sec = sections[f"item-{stmt[:16]}"]
+    assert "note by Field Team A: speaker identified as witness 3 [tags: witness]" in stmt_sec
+    assert "deletion requested by Field Team A — reason: the witness asked. Nothing was deleted" in stmt_sec
+    assert "evidence bundle first exported by Field Team A" in text
+
+
+def test_report_pdf_states_custody_in_plain_words(world):
+    pdf = world["bundle"] / "report.pdf"
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    flat = " ".join(text.split())
+    assert "Who holds each item now" in flat
+    assert "transferred by Field Team A to Lawyer B (accepted" in flat
+    assert "PENDING: not accepted by the receiver" in flat
+    assert "in transit to Court Registry" in flat and "held by Court Registry" not in flat
+    assert "blurred faces" in flat and "review for the court filing" in flat
+
+
+def test_certification_states_the_custody_chain_and_says_pending_is_pending(world):
+    cert = (world["bundle"] / "certification.md").read_text()
+    chain = cert.split("**Chain of custody.**", 1)[1].split("\n6. ", 1)[0]
+    assert (f"transferred by Field Team A to Lawyer B (accepted" in chain
+            and f"see record #{world['accept']}" in chain)
+    pending = [ln for ln in chain.splitlines() if f"(record #{world['release_pending']})" in ln]
+    assert len(pending) == 1 and PENDING_WORDS in pending[0]
+    assert "This transfer is pending" in pending[0] and "does not state that the receiver took custody" in pending[0]
+    assert "At export: in transit to Court Registry" in chain and "At export: held by Lawyer B" in chain
+    assert "See original: item" in chain and "See derived copy: item" in chain
+    assert "viewed by Lawyer B — purpose: review for the court filing" in chain
+    assert "Nothing was deleted" in chain
+
+
+def test_verify_bundle_shows_custody_human_and_json(world, verified):
+    human, js = verified
+    assert human.code == 0 and js.code == 0, human.stdout + human.stderr
+    out = human.stdout
+    custody = out.split("\nCustody", 1)[1].split("\nEstablished", 1)[0]
+    assert re.search(r"transfer Field Team A \(\w{8}\) → Lawyer B \(\w{8}\): accepted by Lawyer B \(\w{8}\) on "
+                     rf"[\d-]+ [\d:]+ \(entry {world['accept']}\) — sealed bag 17 \(entry {world['release_accepted']}\)",
+                     custody), custody
+    assert re.search(rf"transfer Field Team A \(\w{{8}}\) → Court Registry \(\w{{8}}\): PENDING: not accepted by the "
+                     rf"receiver \(entry {world['release_pending']}\)", custody), custody
+    assert "custody now: in transit to Court Registry" in custody and "custody now: held by Lawyer B" in custody
+    assert "viewed by Lawyer B — purpose: review for the court filing" in custody
+    assert f"derived from {world['orig'][:12]}…" in custody
+    assert re.search(r"ok +evidence-custody", out)
+    assert any("Custody (section Custody)" in s for s in js.json()["established"])
+    data = js.json()["custody"]
+    items = {i["sha256"]: i for i in data["items"]}
+    t_ok = items[world["orig"]]["transfers"][0]
+    assert (t_ok["from"]["name"], t_ok["to"]["name"], t_ok["status"]) == ("Field Team A", "Lawyer B", "accepted")
+    assert t_ok["accept"]["seq"] == world["accept"] and t_ok["accept"]["by"]["key_id"] == world["b"].key_id
+    assert t_ok["to"]["key_id"] == world["b"].key_id and len(t_ok["from"]["key_id"]) == 64
+    t_p = items[world["stmt"]]["transfers"][0]
+    assert (t_p["to"]["name"], t_p["status"], t_p["accept"]) == ("Court Registry", "pending", None)
+    assert items[world["stmt"]]["holder"] is None
+    assert items[world["stmt"]]["in_transit_to"] == {"key_id": world["c"].key_id, "name": "Court Registry"}
+    assert items[world["orig"]]["holder"] == {"key_id": world["b"].key_id, "name": "Lawyer B"}
+    derive = [e for e in items[world["copy"]]["events"] if e["type"] == "derive"]
+    assert derive and derive[0]["premis"] == "creation" and derive[0]["related"]
+    access = [e for e in items[world["orig"]]["events"] if e["type"] == "access"]
+    assert {e["text"].split(" — ")[0] for e in access} >= {"viewed by Lawyer B"}
+    assert [e["type"] for e in data["case_events"]] == ["export"]
+    assert data["findings"] == []
+
+
+def test_pending_transfer_is_never_worded_as_complete(world, verified):
+    human, js = verified
+    text, _, _ = _html(world)
+    cert = (world["bundle"] / "certification.md").read_text()
+    pdf = " ".join(subprocess.run(["pdftotext", str(world["bundle"] / "report.pdf"), "-"], capture_output=True,
+                                  text=True, check=True).stdout.split())
+    complete = re.compile(r"transferred by [^.]*Court Registry|(?<!not )accepted by Court Registry|held by Court Registry|"
+                          r"Court Registry[^.]*: accepted|custody accepted by Court Registry")
+    for where, body in (("report.html", text), ("certification.md", cert), ("verify-bundle", human.stdout),
+                        ("report.pdf", pdf)):
+        lines = _lines_about_pending(body) if where != "report.pdf" else [body]
+        assert lines, where
+        for ln in lines:
+            bad = complete.search(ln.replace(PENDING_WORDS, ""))
+            assert not bad, (where, ln)
+    t = {i["sha256"]: i for i in js.json()["custody"]["items"]}[world["stmt"]]["transfers"]
+    assert [x["status"] for x in t] == ["pending"]
+
+
+def test_genuine_custody_bundle_human_files_equal_their_rendering(world, verified):
+    _, js = verified
+    out = js.json()
+    assert out["ok"], [c for c in out["checks"] if not c["ok"]]
+    ok = {(c["name"], c["subject"]) for c in out["checks"] if c["ok"]}
+    assert {("evidence-certification", "certification.md"), ("evidence-report-content", "report.html"),
+            ("evidence-verify-md", "VERIFY.md"), ("evidence-custody", "")} <= ok
+
+
+# -- attacks ---------------------------------------------------------------------------------------
+@pytest.fixture
+def bag(world, tmp_path) -> Path:
+    dst = tmp_path / "bag"
+    shutil.copytree(world["bundle"], dst)
+    return dst
+
+
+def _refused(r, check: str, subject: str, *words: str) -> list[str]:
+    assert r.code == 1, r.stdout + r.stderr
+    assert "VERIFIED" not in r.stdout and "Traceback" not in r.stderr, r.stdout + r.stderr
+    fails = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL") and check in ln and subject in ln]
+    assert fails, r.stdout
+    for w in words:
+        assert any(w in ln for ln in fails), (w, fails)
+    return fails
+
+
+def test_certification_pending_edited_to_accepted_and_resigned_is_refused(world, bag):
+    edit(bag, "certification.md", PENDING_WORDS, "transferred by Field Team A to Court Registry (accepted)")
+    edit(bag, "certification.md", " This transfer is pending: no acceptance signed by the receiving custodian is "
+         "recorded, so this certification does not state that the receiver took custody.", "")
+    edit(bag, "certification.md", "At export: in transit to Court Registry", "At export: held by Court Registry")
+    resign(bag, world["a"], "certification.md")
+    _refused(run_cli("verify-bundle", bag), "evidence-certification", "certification.md", "Court Registry")
+
+
+def test_report_pending_edited_to_accepted_and_resigned_is_refused(world, bag):
+    edit(bag, "report.html", "PENDING: not accepted by the receiver", "accepted by the receiver")
+    edit(bag, "report.html", "in transit to Court Registry", "held by Court Registry")
+    resign(bag, world["a"], "report.html")
+    _refused(run_cli("verify-bundle", bag), "evidence-report-content", "report.html", "held by Court Registry")
+
+
+def _forged_world(world, tmp_path, signer: str, wrong_hash: bool) -> tuple[Path, int]:
+    """A copy of the vault where ``signer`` (a real enrolled key) appends an acceptance of the
+    pending release to Court Registry that the custody rules refuse, then a genuine export."""
+    vault_dir = tmp_path / "vault"
+    shutil.copytree(world["vault"], vault_dir)
+    v = Vault.open(vault_dir, writable=True)
+    try:
+        key = v.unlock(PASSPHRASE, signer)
+        clock = world["clock"]
+        body = {"item": world["stmt"], "from": world["a"].key_id,
+                "transfer": {"seq": world["release_pending"],
+                             "entry_hash": "0" * 64 if wrong_hash else world["release_pending_hash"]}}
+        forged = v.append(key, now=clock(), type="transfer-accept", case=CASE, body=body)
+        assert forged is not None
+        out = export_bundle(v, case=CASE, out=tmp_path / "forged", key=v.unlock(PASSPHRASE), now=clock).path
+    finally:
+        v.close()
+    return out, forged.entry.seq
+
+
+@pytest.mark.parametrize("signer,wrong_hash,why", [
+    ("Analyst D", False, "not by the receiver"),
+    ("Lawyer B", False, "not by the receiver"),
+    ("Court Registry", True, "entry hash of release"),
+])
+def test_forged_acceptance_by_an_enrolled_key_fails_evidence_custody(world, tmp_path, signer, wrong_hash, why):
+    bundle, seq = _forged_world(world, tmp_path, signer, wrong_hash)
+    r = run_cli("verify-bundle", bundle)
+    fails = _refused(r, "evidence-custody", f"entry {seq}", "custody-accept", why)
+    assert len(fails) == 1
+    # The transfer stays pending everywhere the verifier speaks.
+    custody = r.stdout.split("\nCustody", 1)[1]
+    assert re.search(rf"→ Court Registry \(\w{{8}}\): PENDING: not accepted by the receiver \(entry {world['release_pending']}\)",
+                     custody), custody
+    assert "custody now: in transit to Court Registry" in custody
+    assert "NOT VALID" in custody
+    js = run_cli("verify-bundle", bundle, "--json").json()
+    assert not js["ok"] and [f["seq"] for f in js["custody"]["findings"] if f["severity"] == "fail"] == [seq]
+    assert not any("Custody (section Custody)" in s for s in js["established"])
+
+
+def test_genuine_accept_resigned_in_the_bundle_by_another_key_is_not_used_for_custody(world, bag):
+    """The bundle-level forgery: the genuine acceptance rewritten to name Analyst D and re-signed with
+    D's real key.  Its signature verifies, but it is no longer the entry the checkpoint commits to; the
+    bundle fails and the custody section, built from verified entries only, shows no acceptance."""
+    d = world["d"]
+
+    def change(e):
+        e["actor"] = d.key_id
+
+    rewrite_entry(bag, world["accept"], change, d.sign)
+    r = run_cli("verify-bundle", bag, "--json")
+    assert r.code == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    out = r.json()
+    assert any(c["name"] == "evidence-inclusion" and c["subject"] == f"entry {world['accept']}" and not c["ok"]
+               for c in out["checks"])
+    items = {i["sha256"]: i for i in out["custody"]["items"]}
+    t = items[world["orig"]]["transfers"][0]
+    assert t["status"] == "pending" and t["accept"] is None
+    assert items[world["orig"]]["holder"] is None
+    assert all(e["seq"] != world["accept"] for e in items[world["orig"]]["events"])
+    human = run_cli("verify-bundle", bag)
+    assert "This bundle FAILED verification" in human.stdout and "VERIFIED" not in human.stdout

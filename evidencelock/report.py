@@ -115,10 +115,23 @@ _STATUS_WORDS = {"accepted": "accepted by the receiver",
                  "superseded": "superseded, never accepted"}
 
 
-def _custody_timeline(ctx: Any) -> Any:
-    from .timeline import build
+class _CustodyView:
+    """The custody timeline of the bundle's entries, with the names and item labels every row
+    needs, computed once per rendering (a case has up to 10,000 items)."""
 
-    return build([ctx.entries[s] for s in sorted(ctx.entries)], _names(ctx))
+    def __init__(self, ctx: Any) -> None:
+        from .timeline import build
+
+        self.names = _names(ctx)
+        tl = build([ctx.entries[s] for s in sorted(ctx.entries)], self.names)
+        self.items, self.case_events, self.findings = tl.items, tl.case_events, tl.findings
+        self.labels = _item_labels(ctx)
+        self.revoked = {ev.body["key_id"]: ev for evs in tl.case_events.values() for ev in evs
+                        if ev.type == "key-revoke" and isinstance(ev.body.get("key_id"), str)}
+
+
+def _custody_timeline(ctx: Any) -> _CustodyView:
+    return _CustodyView(ctx)
 
 
 def _who(key_id: str, names: dict[str, str], name: str = "") -> str:
@@ -145,15 +158,23 @@ def _item_ref(sha: str, labels: dict[str, tuple[int, str]]) -> str:
     return f"item {sha[:12]}… (not in this bundle)"
 
 
-def _holder_line(ic: Any, names: dict[str, str]) -> str:
-    """Who holds the item now, from the signed entries; in transit is never worded as held."""
+def _holder_line(ic: Any, names: dict[str, str], revoked: dict[str, Any] | None = None) -> str:
+    """Who holds the item now, from the signed entries; in transit is never worded as held.
+    ``revoked``: key id -> its key-revoke event, to say when the holder's key was since revoked."""
     if ic is None:
         return "unknown: no custody record of this item in this case"
     if ic.in_transit_to:
         return (f"in transit to {_who(ic.in_transit_to, names, ic.in_transit_name)}: released, "
                 "not yet accepted (no acceptance signed by the receiver)")
     if ic.holder:
-        return f"held by {_who(ic.holder, names, ic.holder_name)}"
+        line = f"held by {_who(ic.holder, names, ic.holder_name)}"
+        rev = (revoked or {}).get(ic.holder)
+        if rev is not None:
+            succ = rev.body.get("successor")
+            line += (f"; that key was revoked at record #{rev.seq}"
+                     + (f" and replaced by key {succ[:8]} of {names.get(succ) or 'another custodian'}"
+                        if isinstance(succ, str) else ""))
+        return line
     return "unknown: no custodian established by the signed records"
 
 
@@ -173,8 +194,7 @@ def _event_rows(ctx: Any, sha: str, tl: Any) -> list[dict[str, Any]]:
     """The custody timeline of one item: one row per signed entry, ascending seq."""
     from .timeline import human_time
 
-    names = _names(ctx)
-    labels = _item_labels(ctx)
+    names, labels = tl.names, tl.labels
     ic = tl.items.get((ctx.case, sha))
     rows = []
     for ev in (ic.events if ic else []):
@@ -187,9 +207,16 @@ def _event_rows(ctx: Any, sha: str, tl: Any) -> list[dict[str, Any]]:
 
 def _signer_key_events(ctx: Any, tl: Any) -> list[Any]:
     """Key rotations and revocations that concern a key which signed a record of this bundle."""
-    signers = {s.entry.actor for s in ctx.entries.values() if s.entry.type not in ("key-enroll", "key-revoke")}
+    return signer_key_events(ctx.entries.values(), tl.case_events)
+
+
+def signer_key_events(entries: Any, case_events: Any) -> list[Any]:
+    """Key rotations (``key-enroll`` with ``successor_of``) and revocations (``key-revoke``) of the
+    keys that signed one of ``entries`` (other than key entries), ascending seq; shared with
+    verify-bundle so the report and the verifier state the same key changes."""
+    signers = {s.entry.actor for s in entries if s.entry.type not in ("key-enroll", "key-revoke")}
     out = []
-    for evs in tl.case_events.values():
+    for evs in case_events.values():
         for ev in evs:
             b = ev.body
             if ev.type == "key-revoke" and b.get("key_id") in signers:
@@ -219,7 +246,7 @@ def _custody_html(ctx: Any, tl: Any) -> list[str]:
         ic = tl.items.get((ctx.case, p["sha256"]))
         cls = ' class="pending"' if ic is not None and ic.in_transit_to else ""
         parts.append(f'<tr{cls}><td><a href="#item-{p["sha256"][:16]}">{n}</a></td><td>{e(p["path"][5:])}'
-                     f'<br><span class="small mono">{p["sha256"][:12]}…</span></td><td>{e(_holder_line(ic, names))}</td></tr>')
+                     f'<br><span class="small mono">{p["sha256"][:12]}…</span></td><td>{e(_holder_line(ic, names, tl.revoked))}</td></tr>')
     parts.append("</table>")
     case_events = _case_rows(ctx, tl)
     if case_events:
@@ -246,7 +273,7 @@ def _item_custody_html(ctx: Any, sha: str, tl: Any) -> list[str]:
     """One item's custody: who holds it now, then its timeline table in plain words."""
     e = html.escape
     ic = tl.items.get((ctx.case, sha))
-    parts = [f'<p class="holder"><strong>Custody now:</strong> {e(_holder_line(ic, _names(ctx)))}</p>',
+    parts = [f'<p class="holder"><strong>Custody now:</strong> {e(_holder_line(ic, tl.names, tl.revoked))}</p>',
              '<table class="timeline"><tr><td><strong>Time (UTC)</strong></td><td><strong>What happened</strong></td>'
              "<td><strong>Signed by</strong></td><td><strong>Record</strong></td></tr>"]
     for r in _event_rows(ctx, sha, tl):
@@ -255,7 +282,7 @@ def _item_custody_html(ctx: Any, sha: str, tl: Any) -> list[str]:
         if r["status_words"]:
             what += f'<br><span class="status">{e(r["status_words"])}</span>'
         for words, other in r["links"]:
-            what += f'<br><a href="#item-{other[:16]}">{e(words)}</a>' if other in {p["sha256"] for p in ctx.plan} else f"<br>{e(words)}"
+            what += f'<br><a href="#item-{other[:16]}">{e(words)}</a>' if other in tl.labels else f"<br>{e(words)}"
         rel = ", ".join(f"#{s}" for s in r["related"])
         see = f'<br><span class="small">see {rel}</span>' if rel else ""
         parts.append(f'<tr{cls}><td>{e(r["when"])}</td><td>{what}</td><td>{r["who_html"]}</td><td>#{r["seq"]}{see}</td></tr>')
@@ -285,7 +312,7 @@ def _custody_md(ctx: Any, tl: Any) -> str:
             for words, _ in r["links"]:
                 s += f" See {words}."
             lines.append(s)
-        lines.append(f"     - At export: {_holder_line(ic, names)}.")
+        lines.append(f"     - At export: {_holder_line(ic, names, tl.revoked)}.")
     case_events = _case_rows(ctx, tl)
     if case_events:
         lines.append("   - Case events:")
@@ -633,7 +660,7 @@ def report_pdf(ctx: Any) -> bytes:
     for kid, k in sorted(ctx.keys.items()):
         kv(k.name or "(unnamed)", kid, is_mono=True)
     ccols = (10.0, 70.0, width - 80)
-    crows = [((str(n), f"{p['path'][5:]}\n{p['sha256'][:12]}...", _holder_line(tl.items.get((ctx.case, p["sha256"])), names)),
+    crows = [((str(n), f"{p['path'][5:]}\n{p['sha256'][:12]}...", _holder_line(tl.items.get((ctx.case, p["sha256"])), names, tl.revoked)),
               bool(tl.items.get((ctx.case, p["sha256"])) and tl.items[(ctx.case, p["sha256"])].in_transit_to))
              for n, p in enumerate(ctx.plan, 1)]
     keep(table_height(ccols, crows[:12]) + 24)  # the heading stays with its table
@@ -686,7 +713,7 @@ def report_pdf(ctx: Any) -> bytes:
         # Custody: who holds it now, then the timeline table (time | what | signed by | record).
         trows = timeline_rows(p["sha256"])
         keep(table_height(tcols, trows) + 10)  # "Custody now" stays with the item's timeline
-        kv("Custody now", _holder_line(tl.items.get((ctx.case, p["sha256"])), names))
+        kv("Custody now", _holder_line(tl.items.get((ctx.case, p["sha256"])), names, tl.revoked))
         table(tcols, theader, trows)
     heading("How to check this report")
     para("This report is a convenience: it is signed indirectly (its SHA-256 is in the exporter's signed "

@@ -26,7 +26,7 @@ import pytest
 
 from evidencelock.bundle import export_bundle
 from evidencelock.custody import (accept_transfers, annotate, derive, enroll_custodian, record_access,
-                                  request_deletion, transfer_items)
+                                  request_deletion, rotate_key, transfer_items)
 from evidencelock.ingest import ingest
 from evidencelock.vault import Vault
 
@@ -69,6 +69,7 @@ def _make_world(root: Path) -> dict:
     rel_ok = transfer_items(vault, a, items=[orig], case=CASE, to=b.key_id, note="sealed bag 17", now=clock)[0]
     acc = accept_transfers(vault, b, case=CASE, items=[orig], now=clock)[0]
     record_access(vault, b, item=orig, purpose="review for the court filing", action="view", now=clock(), case=CASE)
+    b_new, rotation = rotate_key(vault, b, passphrase=PASSPHRASE, now=clock(), reason="annual key rotation")
     rel_pending = transfer_items(vault, a, items=[stmt], case=CASE, to=c.key_id, note=None, now=clock)[0]
     annotate(vault, a, item=stmt, text="speaker identified as witness 3", tags=["witness"], now=clock(), case=CASE)
     request_deletion(vault, a, item=stmt, reason="the witness asked", now=clock(), case=CASE)
@@ -77,7 +78,7 @@ def _make_world(root: Path) -> dict:
     vault.close()
     return {"root": root, "vault": root / "vault", "bundle": bundle, "a": a, "b": b, "c": c, "d": d, "orig": orig,
             "stmt": stmt, "copy": copy, "release_accepted": rel_ok.entry.seq, "accept": acc.entry.seq,
-            "release_pending": rel_pending.entry.seq, "release_pending_hash": rel_pending.entry_hash, "clock": clock}
+            "release_pending": rel_pending.entry.seq, "b_new": b_new, "rotation": [s.entry.seq for s in rotation], "release_pending_hash": rel_pending.entry_hash, "clock": clock}
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +216,29 @@ def test_verify_bundle_shows_custody_human_and_json(world, verified):
     assert {e["text"].split(" — ")[0] for e in access} >= {"viewed by Lawyer B"}
     assert [e["type"] for e in data["case_events"]] == ["export"]
     assert data["findings"] == []
+
+
+def test_key_rotation_of_a_signer_is_stated_in_report_certification_and_verifier(world, verified):
+    """Lawyer B (who accepted and viewed the photo, and holds it) rotated their key afterwards: every
+    place a person looks says so, and that the holder's key was since revoked and replaced."""
+    enroll_seq, revoke_seq = world["rotation"]
+    old, new = world["b"].key_id, world["b_new"].key_id
+    text, _, _ = _html(world)
+    cert = (world["bundle"] / "certification.md").read_text()
+    human, js = verified
+    pdf = " ".join(subprocess.run(["pdftotext", str(world["bundle"] / "report.pdf"), "-"], capture_output=True,
+                                  text=True, check=True).stdout.split())
+    rotated = f"it replaces the key {old[:12]}… of Lawyer B (rotation, signed by the old key)"
+    revoked = "revoked by Lawyer B: entries it signs later are invalid — reason: annual key rotation"
+    holder = f"held by Lawyer B (key {old[:8]}); that key was revoked at record #{revoke_seq} and replaced by key {new[:8]}"
+    assert "Key changes affecting this case's signers" in text and rotated in text and revoked in text and holder in text
+    assert "Key changes affecting the signers of these records:" in cert
+    assert f"{rotated} (record #{enroll_seq})" in cert and f"(record #{revoke_seq})" in cert and holder in cert
+    assert "Key changes affecting this case" in pdf and "annual key rotation" in pdf
+    assert f"key change of a signer: " in human.stdout and rotated in human.stdout
+    assert f"held by Lawyer B ({old[:8]}); that key was revoked at entry {revoke_seq}" in human.stdout
+    keys = js.json()["custody"]["key_events"]
+    assert [(k["seq"], k["type"], k["key_id"]) for k in keys] == [(enroll_seq, "key-enroll", new), (revoke_seq, "key-revoke", old)]
 
 
 def test_pending_transfer_is_never_worded_as_complete(world, verified):

@@ -1353,7 +1353,8 @@ def _check_custody(report: BundleReport, meta: Mapping[str, Any], entries: Mappi
     def event(ev: Any) -> dict[str, Any]:
         return {"seq": ev.seq, "time": ev.time, "when": human_time(ev.time), "type": ev.type, "premis": ev.premis,
                 "actor": ev.actor, "actor_name": ev.actor_name, "text": ev.text, "status": ev.status,
-                "related": list(ev.related), "item": ev.item}
+                "related": list(ev.related), "item": ev.item,
+                **({"key_id": ev.body["key_id"]} if ev.type.startswith("key-") and isinstance(ev.body.get("key_id"), str) else {})}
 
     by_seq = {ev.seq: ev for ic in tl.items.values() for ev in ic.events}
     items = []
@@ -1379,9 +1380,12 @@ def _check_custody(report: BundleReport, meta: Mapping[str, Any], entries: Mappi
                       "holder": who(ic.holder, ic.holder_name) if ic.holder else None,
                       "in_transit_to": who(ic.in_transit_to, ic.in_transit_name) if ic.in_transit_to else None,
                       "events": [event(ev) for ev in ic.events], "transfers": transfers})
+    from ..report import signer_key_events
+
     report.custody = {"basis": f"{len(verified)} of the {len(entries)} entries, those whose signature, inclusion and "
                                "record checks passed",
                       "items": items, "case_events": [event(ev) for ev in tl.case_events.get(case, [])],
+                      "key_events": [event(ev) for ev in signer_key_events(verified, tl.case_events)],
                       "findings": [{"code": f.code, "seq": f.seq, "severity": f.severity, "message": f.message}
                                    for f in tl.findings]}
     if not fails:

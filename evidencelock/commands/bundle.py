@@ -168,7 +168,10 @@ def _print_custody(report: Any) -> None:
             out.print(f"    custody now: [yellow]in transit to {escape(who(item['in_transit_to']))}[/] "
                       "(released, not accepted by the receiver)")
         elif item["holder"]:
-            out.print(f"    custody now: held by {escape(who(item['holder']))}")
+            revoked = next((k for k in cust.get("key_events", []) if k["type"] == "key-revoke"
+                            and k.get("key_id") == item["holder"]["key_id"]), None)
+            since = f"; that key was revoked at entry {revoked['seq']}" if revoked else ""
+            out.print(f"    custody now: held by {escape(who(item['holder']))}{since}")
         transfers = {t["seq"]: t for t in item["transfers"]}
         for ev in item["events"]:
             t = transfers.get(ev["seq"])
@@ -187,6 +190,8 @@ def _print_custody(report: Any) -> None:
             out.print(f"    {ev['when']}  transfer {route}: {state}{note} [dim](entry {ev['seq']})[/]")
     for ev in cust["case_events"]:
         out.print(f"  case: {ev['when']}  {escape(ev['text'])} [dim](entry {ev['seq']})[/]")
+    for ev in cust.get("key_events", []):
+        out.print(f"  key change of a signer: {ev['when']}  {escape(ev['text'])} [dim](entry {ev['seq']})[/]")
 
 
 def _read_tsa_root(path: Path) -> bytes:

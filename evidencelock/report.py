@@ -572,10 +572,43 @@ def report_pdf(ctx: Any) -> bytes:
             pdf.rect(pdf.l_margin, y0, 1.5, pdf.get_y() - y0, style="F")
         pdf.ln(2)
 
-    def row_height(cols: tuple[float, ...], cells: tuple[str, ...], size: float = 8) -> float:
-        pdf.set_font(family, "", size)
-        return max(len(pdf.multi_cell(w - 1.5, 4, t(c), align="L", dry_run=True, output="LINES")) * 4.0
-                   for w, c in zip(cols, cells)) + 1.4
+    Row = tuple[tuple[str, ...], bool]  # (cell texts, pending?)
+
+    def wrap(par: str, avail: float) -> list[str]:
+        """Greedy word wrap at spaces by measured widths (fpdf's line breaker measures each
+        character through a slower path); a word wider than the column falls back to it."""
+        if pdf.get_string_width(par) <= avail:
+            return [par]
+        space = pdf.get_string_width(" ")
+        lines: list[str] = []
+        cur, cur_w = "", 0.0
+        for word in par.split(" "):
+            ww = pdf.get_string_width(word)
+            if ww > avail:
+                return [str(x) for x in pdf.multi_cell(avail + 2 * pdf.c_margin, 4, par, align="L", dry_run=True,
+                                                       output="LINES")]
+            if cur and cur_w + space + ww <= avail:
+                cur, cur_w = f"{cur} {word}", cur_w + space + ww
+            else:
+                if cur:
+                    lines.append(cur)
+                cur, cur_w = word, ww
+        return lines + [cur]
+
+    def lay(cols: tuple[float, ...], rows: list[Row]) -> list[tuple[list[list[str]], bool, float]]:
+        """Each cell cut into its lines once (fpdf's line breaker only for a paragraph wider than
+        its column), with the row's height: measured once, drawn with ``cell``."""
+        pdf.set_font(family, "", 8)
+        out = []
+        for cells, warn in rows:
+            laid = []
+            for w, text in zip(cols, cells):
+                lines: list[str] = []
+                for par in t(text).split("\n"):
+                    lines += wrap(par, w - 1.5 - 2 * pdf.c_margin) or [""]
+                laid.append(lines)
+            out.append((laid, warn, max(len(c) for c in laid) * 4.0 + 1.4))
+        return out
 
     def keep(height: float) -> None:
         """Start a new page unless ``height`` fits in the space left (when it fits on a page at all)."""
@@ -583,14 +616,13 @@ def report_pdf(ctx: Any) -> bytes:
         if pdf.get_y() + height > bottom and height <= bottom - pdf.t_margin - 10:
             pdf.add_page()
 
-    def table_height(cols: tuple[float, ...], rows: list[tuple[tuple[str, ...], bool]]) -> float:
-        return 5 + sum(row_height(cols, cells) for cells, _ in rows)
+    def table_height(laid: list[tuple[list[list[str]], bool, float]]) -> float:
+        return 5 + sum(h for _, _, h in laid)
 
-    def table(cols: tuple[float, ...], header: tuple[str, ...], rows: list[tuple[tuple[str, ...], bool]]) -> None:
+    def table(cols: tuple[float, ...], header: tuple[str, ...], laid: list[tuple[list[list[str]], bool, float]]) -> None:
         """A table whose rows never split across pages; the whole table starts on a new page when it
         fits on one page but not in the space left (an item's custody is read as one piece)."""
-        heights = [row_height(cols, cells) for cells, _ in rows]
-        keep(5 + sum(heights))
+        keep(table_height(laid))
         bottom = pdf.h - pdf.b_margin
 
         def head() -> None:
@@ -602,25 +634,27 @@ def report_pdf(ctx: Any) -> bytes:
             pdf.set_text_color(27, 31, 36)
 
         head()
-        for (cells, warn), hgt in zip(rows, heights):
+        pdf.set_draw_color(214, 219, 225)
+        for cells, warn, hgt in laid:
             if pdf.get_y() + hgt > bottom:
                 pdf.add_page()
                 head()
+                pdf.set_draw_color(214, 219, 225)
             y, x = pdf.get_y(), pdf.l_margin
             if warn:
                 pdf.set_fill_color(255, 244, 224)
                 pdf.rect(pdf.l_margin, y, width, hgt - 0.6, style="F")
             pdf.set_font(family, "", 8)
-            for w, text in zip(cols, cells):
-                pdf.set_xy(x, y + 0.3)
-                pdf.multi_cell(w - 1.5, 4, t(text), align="L", new_x="LMARGIN", new_y="NEXT")
+            for w, lines in zip(cols, cells):
+                for i, line in enumerate(lines):
+                    pdf.set_xy(x, y + 0.3 + 4 * i)
+                    pdf.cell(w - 1.5, 4, line)
                 x += w
             pdf.set_y(y + hgt - 0.6)
-            pdf.set_draw_color(214, 219, 225)
             pdf.line(pdf.l_margin, pdf.get_y(), pdf.l_margin + width, pdf.get_y())
             pdf.ln(0.6)
 
-    def timeline_rows(sha: str) -> list[tuple[tuple[str, ...], bool]]:
+    def timeline_rows(sha: str) -> list[Row]:
         rows = []
         for r in _event_rows(ctx, sha, tl):
             what = r["text"] + (f"\n{r['status_words']}" if r["status_words"] else "")
@@ -663,12 +697,13 @@ def report_pdf(ctx: Any) -> bytes:
     crows = [((str(n), f"{p['path'][5:]}\n{p['sha256'][:12]}...", _holder_line(tl.items.get((ctx.case, p["sha256"])), names, tl.revoked)),
               bool(tl.items.get((ctx.case, p["sha256"])) and tl.items[(ctx.case, p["sha256"])].in_transit_to))
              for n, p in enumerate(ctx.plan, 1)]
-    keep(table_height(ccols, crows[:12]) + 24)  # the heading stays with its table
+    claid = lay(ccols, crows)
+    keep(table_height(claid[:12]) + 24)  # the heading stays with its table
     heading("Who holds each item now", keep=0)
     para("Derived only from the signed records in this bundle. A transfer counts as complete only when the receiving "
          "custodian signed its acceptance; until then the item is shown as in transit.", 7.5)
     pdf.ln(1)
-    table(ccols, ("#", "Item", "Custody now"), crows)
+    table(ccols, ("#", "Item", "Custody now"), claid)
     from .timeline import human_time
 
     for title, evs in (("Case events", _case_rows(ctx, tl)),
@@ -676,9 +711,10 @@ def report_pdf(ctx: Any) -> bytes:
         if evs:
             erows = [((human_time(ev.time), ev.text, _who(ev.actor, names, ev.actor_name), f"#{ev.seq}"), False)
                      for ev in evs]
-            keep(table_height(tcols, erows[:12]) + 14)
+            elaid = lay(tcols, erows)
+            keep(table_height(elaid[:12]) + 14)
             heading(title, keep=0)
-            table(tcols, theader, erows)
+            table(tcols, theader, elaid)
     heading("Items", keep=100)
     for n, p in enumerate(ctx.plan, 1):
         if pdf.get_y() > pdf.h - 90:  # keep an item's title with its thumbnails and digests
@@ -711,10 +747,10 @@ def report_pdf(ctx: Any) -> bytes:
         para("Capture metadata above is what the file states about itself (not verified).", 7.5)
         pdf.ln(1.5)
         # Custody: who holds it now, then the timeline table (time | what | signed by | record).
-        trows = timeline_rows(p["sha256"])
-        keep(table_height(tcols, trows) + 10)  # "Custody now" stays with the item's timeline
+        tlaid = lay(tcols, timeline_rows(p["sha256"]))
+        keep(table_height(tlaid) + 10)  # "Custody now" stays with the item's timeline
         kv("Custody now", _holder_line(tl.items.get((ctx.case, p["sha256"])), names, tl.revoked))
-        table(tcols, theader, trows)
+        table(tcols, theader, tlaid)
     heading("How to check this report")
     para("This report is a convenience: it is signed indirectly (its SHA-256 is in the exporter's signed "
          "evidence/bundle.json), but the evidence is the files and records themselves. VERIFY.md in the bundle walks "

@@ -384,7 +384,8 @@ code,.mono{font-family:"DejaVu Sans Mono",Consolas,monospace;font-size:12px;word
 .timeline td:first-child{white-space:nowrap}
 .small{font-size:12px;color:var(--muted)}
 .timeline td:nth-child(3){width:160px}.timeline td:nth-child(4){width:70px;white-space:nowrap}
-.timeline tr,.custody tr{break-inside:avoid;page-break-inside:avoid}
+.timeline tr,.custody tr{break-inside:avoid;page-break-inside:avoid}.item table.timeline{break-inside:avoid;page-break-inside:avoid}
+.holder{break-after:avoid;page-break-after:avoid}
 tr.pending td{background:var(--warnbg)}tr.pending .status{color:var(--warn);font-weight:600}
 tr.accepted .status{color:var(--ok)}tr.superseded .status{color:var(--muted)}.holder{margin:4px 0}
 @media print{body{background:#fff}main{padding:0;max-width:none}h2{break-after:avoid}.cols{display:block}.box{margin-bottom:8px}

@@ -42,6 +42,9 @@ __all__ = [
     "transfer_items",
     "accept_transfers",
     "record_access",
+    "retrieve_copy",
+    "export_access_drafts",
+    "access_body",
     "derive",
     "DeriveResult",
     "annotate",
@@ -235,7 +238,7 @@ def transfer_items(vault: Vault, signer: CustodianKey, *, items: Sequence[str], 
             raise InputError(
                 f"{who} does not hold {len(refused)} of the {len(targets)} item(s), so cannot release them; "
                 f"nothing was recorded: " + "; ".join(refused[:5]) + (f"; and {len(refused) - 5} more" if len(refused) > 5 else ""),
-                hint="only the custodian holding an item may transfer it; a receiver must `accept` first")
+                hint="only the custodian holding an item may release it; a receiver must `accept` it first (see `evidencelock history ITEM`)")
         drafts = []
         for sha in targets:
             body: dict[str, Any] = {"item": sha, "from": signer.key_id, "to": recipient, "to_name": keys[recipient].name}
@@ -596,3 +599,67 @@ def export_public_key(vault: Vault, who: str) -> tuple[str, str, bytes]:
     if pk.key_id != target:
         raise FormatError(f"entry {seq} enrols another public key; run `verify`", subject=f"entry {seq}")
     return target, pk.name, pk.to_pem()
+
+
+# -- retrieving a copy -------------------------------------------------------------------------
+
+
+def retrieve_copy(vault: Vault, signer: CustodianKey, *, item: str, purpose: str, out: str | os.PathLike[str],
+                  now: datetime, case: str | None = None) -> SignedEntry:
+    """Write a copy of an original to ``out`` and record the ``access`` (action ``retrieve``).
+
+    The copy is hashed while written and its SHA-256 compared with the item's signed ingest
+    entry (whose signature is checked under its enrolled key) before anything is recorded or
+    the file appears under ``out``: a stored object that no longer matches is refused
+    (:class:`DigestMismatch`, exit 1) and nothing is written."""
+    from .errors import DigestMismatch
+
+    body = access_body("", purpose=purpose, action="retrieve")
+    sha, case = _resolve_item(vault, item, case)
+    dest = Path(os.fsdecode(out))
+    if dest.exists() or dest.is_symlink():
+        raise InputError("the output file already exists; nothing was written", subject=str(dest))
+    if not dest.parent.is_dir():
+        raise InputError("the output folder does not exist", subject=str(dest.parent))
+    with vault.ledger.reader() as conn:
+        first = _first_ingest(conn, case, sha)
+        keys = {r.key_id: PublicKey(bytes(r.public_key), r.name) for r in conn.execute(select(schema.keys))}
+    if first is None:  # pragma: no cover - _resolve_item found the item in this case
+        raise InputError(f"item {sha[:16]}… has no ingest entry in case {case!r}")
+    signer_key = keys.get(first.entry.actor)
+    if signer_key is None:
+        raise DigestMismatch(f"the ingest entry {first.entry.seq} of item {sha[:16]}… is signed by a key that is "
+                             f"not enrolled; run `verify`", subject=f"entry {first.entry.seq}")
+    first.verify_signature(signer_key)  # raises SignatureError (exit 1)
+    expected = first.entry.body.get("digests", {}).get("sha256") if isinstance(first.entry.body.get("digests"), dict) else None
+    if expected != sha:
+        raise DigestMismatch(f"entry {first.entry.seq} does not record item {sha[:16]}…: expected={sha} found={expected}",
+                             subject=f"entry {first.entry.seq}")
+    tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
+    h = hashlib.sha256()
+    try:
+        try:
+            src = vault.store.open_object(sha)
+        except OSError as exc:
+            raise DigestMismatch(f"the stored object of item {sha[:16]}… cannot be read ({exc.strerror or exc}); "
+                                 f"run `verify`", subject=str(vault.store.path_for(sha))) from None
+        with os.fdopen(src, "rb") as f, open(tmp, "xb") as w:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+                w.write(chunk)
+            w.flush()
+            os.fsync(w.fileno())
+        if h.hexdigest() != sha:
+            raise DigestMismatch(
+                f"the stored object of item {sha[:16]}… does not match its signed ingest entry {first.entry.seq}: "
+                f"expected={sha} found={h.hexdigest()}; no copy was written and nothing was recorded",
+                subject=str(vault.store.path_for(sha)), hint="the stored copy may have been modified; run `verify`")
+        body["item"] = sha
+        signed = _append_one(vault, signer, now, "access", case, body)
+        if dest.exists() or dest.is_symlink():
+            raise InputError("the output file appeared while copying; it was not overwritten", subject=str(dest))
+        os.rename(tmp, dest)
+        return signed
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

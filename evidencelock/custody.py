@@ -44,6 +44,7 @@ __all__ = [
     "record_access",
     "retrieve_copy",
     "export_access_drafts",
+    "append_export",
     "access_body",
     "derive",
     "DeriveResult",
@@ -663,3 +664,14 @@ def retrieve_copy(vault: Vault, signer: CustodianKey, *, item: str, purpose: str
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def append_export(vault: Vault, key: CustodianKey, *, now: datetime, case: str, body: dict[str, Any],
+                  items: Sequence[str], bundle: str, purpose: str | None) -> SignedEntry:
+    """The ``export`` entry and one ``access`` entry (action ``export``) per exported item, in
+    ONE ledger transaction (docs/custody-events.md §2.3): an export is never on the record
+    without the accesses it made, nor the reverse.  Returns the export entry."""
+    time = format_time(now)
+    drafts = [Draft(time, "export", case, key.key_id, body)]
+    drafts += export_access_drafts(items, case=case, actor=key.key_id, time=time, bundle=bundle, purpose=purpose)
+    return vault.ledger.append_many(lambda conn, tail: drafts, key.sign)[0]

@@ -85,7 +85,7 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], case: str, note: str | No
     """Preserve files and folders (recursively) into the vault, one signed entry per file."""
     ingest_mod.check_roots(paths)  # bad input is named before anything else is asked
     with c.open_vault(ctx, writable=True) as vault:
-        key = vault.unlock(c.get_passphrase(), custodian)
+        key = c.unlock(vault, custodian)
         with _progress() as bar:
             task = bar.add_task("ingesting", total=None)
 
@@ -261,7 +261,7 @@ def _render_verify(report: audit_mod.VerifyReport, as_json: bool, audit_seq: int
 def audit(ctx: click.Context, all_digests: bool, custodian: str | None, jobs: int | None, as_json: bool) -> None:
     """`verify`, then record the result as a signed audit entry (for scheduled audits)."""
     with c.open_vault(ctx, writable=True) as vault:
-        key = vault.unlock(c.get_passphrase(), custodian)
+        key = c.unlock(vault, custodian)
         with _progress() as bar:
             task = bar.add_task("auditing", total=None)
             report, seq = audit_mod.audit_vault(vault, key=key, now=c.utc_now, all_digests=all_digests, jobs=jobs,

@@ -45,6 +45,7 @@ __all__ = [
     "retrieve_copy",
     "export_access_drafts",
     "append_export",
+    "custody_findings",
     "access_body",
     "derive",
     "DeriveResult",
@@ -675,3 +676,59 @@ def append_export(vault: Vault, key: CustodianKey, *, now: datetime, case: str, 
     drafts = [Draft(time, "export", case, key.key_id, body)]
     drafts += export_access_drafts(items, case=case, actor=key.key_id, time=time, bundle=bundle, purpose=purpose)
     return vault.ledger.append_many(lambda conn, tail: drafts, key.sign)[0]
+
+
+# -- verification (called by audit.verify_vault) ---------------------------------------------------
+
+
+def custody_findings(vault: Vault) -> list[timeline.Finding]:
+    """Custody findings of the whole vault (docs/custody-events.md §4): the custody rules of
+    :mod:`evidencelock.timeline` over every release, acceptance and derivation, with the
+    ingests of the (case, item) pairs they concern and the entries derivations link to.
+
+    Reads only those entries (by type, then by the entries.item index), inside the caller's
+    snapshot; entries that do not parse are skipped here (``verify`` reports them)."""
+    t = schema.entries
+    cols = (t.c.seq, t.c.canonical, t.c.signature)
+
+    def parse(rows: Iterable[Any]) -> list[SignedEntry]:
+        out = []
+        for r in rows:
+            try:
+                out.append(SignedEntry.from_bytes(bytes(r.canonical), bytes(r.signature), subject=f"entry {r.seq}"))
+            except FormatError:
+                continue
+        return out
+
+    with vault.ledger.reader() as conn:
+        acts = parse(conn.execute(select(*cols).where(t.c.type.in_(("transfer", "transfer-accept", "derive")))
+                                  .order_by(t.c.seq)))
+        if not acts:
+            return []
+        pairs: set[tuple[str, str]] = set()
+        linked: set[int] = set()
+        for s in acts:
+            e = s.entry
+            if e.item is not None:
+                pairs.add((e.case, e.item))
+            if e.type == "derive":
+                orig = e.body.get("original")
+                if isinstance(orig, str):
+                    pairs.add((e.case, orig))
+                link = e.body.get("original_ingest")
+                if isinstance(link, dict) and type(link.get("seq")) is int:
+                    linked.add(link["seq"])
+        items = sorted({item for _, item in pairs})
+        more: list[SignedEntry] = []
+        for i in range(0, len(items), 500):
+            more += parse(conn.execute(select(*cols).where(t.c.type == "ingest", t.c.item.in_(items[i:i + 500]))))
+        seqs = sorted(linked)
+        for i in range(0, len(seqs), 500):
+            more += parse(conn.execute(select(*cols).where(t.c.seq.in_(seqs[i:i + 500]))))
+        names = _names(conn)
+    by_seq = {s.entry.seq: s for s in acts}
+    for s in more:
+        e = s.entry
+        if (e.case, e.item) in pairs or e.seq in linked:
+            by_seq.setdefault(e.seq, s)
+    return timeline.build([by_seq[k] for k in sorted(by_seq)], names).findings

@@ -614,7 +614,7 @@ def retrieve_copy(vault: Vault, signer: CustodianKey, *, item: str, purpose: str
     entry (whose signature is checked under its enrolled key) before anything is recorded or
     the file appears under ``out``: a stored object that no longer matches is refused
     (:class:`DigestMismatch`, exit 1) and nothing is written."""
-    from .errors import DigestMismatch
+    from .errors import VerificationError as DigestMismatch  # named, with expected/found (exit 1)
 
     body = access_body("", purpose=purpose, action="retrieve")
     sha, case = _resolve_item(vault, item, case)

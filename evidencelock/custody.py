@@ -42,6 +42,11 @@ __all__ = [
     "transfer_items",
     "accept_transfers",
     "record_access",
+    "retrieve_copy",
+    "export_access_drafts",
+    "append_export",
+    "custody_findings",
+    "access_body",
     "derive",
     "DeriveResult",
     "annotate",
@@ -235,7 +240,7 @@ def transfer_items(vault: Vault, signer: CustodianKey, *, items: Sequence[str], 
             raise InputError(
                 f"{who} does not hold {len(refused)} of the {len(targets)} item(s), so cannot release them; "
                 f"nothing was recorded: " + "; ".join(refused[:5]) + (f"; and {len(refused) - 5} more" if len(refused) > 5 else ""),
-                hint="only the custodian holding an item may transfer it; a receiver must `accept` first")
+                hint="only the custodian holding an item may release it; a receiver must `accept` it first (see `evidencelock history ITEM`)")
         drafts = []
         for sha in targets:
             body: dict[str, Any] = {"item": sha, "from": signer.key_id, "to": recipient, "to_name": keys[recipient].name}
@@ -596,3 +601,134 @@ def export_public_key(vault: Vault, who: str) -> tuple[str, str, bytes]:
     if pk.key_id != target:
         raise FormatError(f"entry {seq} enrols another public key; run `verify`", subject=f"entry {seq}")
     return target, pk.name, pk.to_pem()
+
+
+# -- retrieving a copy -------------------------------------------------------------------------
+
+
+def retrieve_copy(vault: Vault, signer: CustodianKey, *, item: str, purpose: str, out: str | os.PathLike[str],
+                  now: datetime, case: str | None = None) -> SignedEntry:
+    """Write a copy of an original to ``out`` and record the ``access`` (action ``retrieve``).
+
+    The copy is hashed while written and its SHA-256 compared with the item's signed ingest
+    entry (whose signature is checked under its enrolled key) before anything is recorded or
+    the file appears under ``out``: a stored object that no longer matches is refused
+    (:class:`DigestMismatch`, exit 1) and nothing is written."""
+    from .errors import VerificationError as DigestMismatch  # named, with expected/found (exit 1)
+
+    body = access_body("", purpose=purpose, action="retrieve")
+    sha, case = _resolve_item(vault, item, case)
+    dest = Path(os.fsdecode(out))
+    if dest.exists() or dest.is_symlink():
+        raise InputError("the output file already exists; nothing was written", subject=str(dest))
+    if not dest.parent.is_dir():
+        raise InputError("the output folder does not exist", subject=str(dest.parent))
+    with vault.ledger.reader() as conn:
+        first = _first_ingest(conn, case, sha)
+        keys = {r.key_id: PublicKey(bytes(r.public_key), r.name) for r in conn.execute(select(schema.keys))}
+    if first is None:  # pragma: no cover - _resolve_item found the item in this case
+        raise InputError(f"item {sha[:16]}… has no ingest entry in case {case!r}")
+    signer_key = keys.get(first.entry.actor)
+    if signer_key is None:
+        raise DigestMismatch(f"the ingest entry {first.entry.seq} of item {sha[:16]}… is signed by a key that is "
+                             f"not enrolled; run `verify`", subject=f"entry {first.entry.seq}")
+    first.verify_signature(signer_key)  # raises SignatureError (exit 1)
+    expected = first.entry.body.get("digests", {}).get("sha256") if isinstance(first.entry.body.get("digests"), dict) else None
+    if expected != sha:
+        raise DigestMismatch(f"entry {first.entry.seq} does not record item {sha[:16]}…: expected={sha} found={expected}",
+                             subject=f"entry {first.entry.seq}")
+    tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
+    h = hashlib.sha256()
+    try:
+        try:
+            src = vault.store.open_object(sha)
+        except OSError as exc:
+            raise DigestMismatch(f"the stored object of item {sha[:16]}… cannot be read ({exc.strerror or exc}); "
+                                 f"run `verify`", subject=str(vault.store.path_for(sha))) from None
+        with os.fdopen(src, "rb") as f, open(tmp, "xb") as w:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+                w.write(chunk)
+            w.flush()
+            os.fsync(w.fileno())
+        if h.hexdigest() != sha:
+            raise DigestMismatch(
+                f"the stored object of item {sha[:16]}… does not match its signed ingest entry {first.entry.seq}: "
+                f"expected={sha} found={h.hexdigest()}; no copy was written and nothing was recorded",
+                subject=str(vault.store.path_for(sha)), hint="the stored copy may have been modified; run `verify`")
+        body["item"] = sha
+        signed = _append_one(vault, signer, now, "access", case, body)
+        if dest.exists() or dest.is_symlink():
+            raise InputError("the output file appeared while copying; it was not overwritten", subject=str(dest))
+        os.rename(tmp, dest)
+        return signed
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def append_export(vault: Vault, key: CustodianKey, *, now: datetime, case: str, body: dict[str, Any],
+                  items: Sequence[str], bundle: str, purpose: str | None) -> SignedEntry:
+    """The ``export`` entry and one ``access`` entry (action ``export``) per exported item, in
+    ONE ledger transaction (docs/custody-events.md §2.3): an export is never on the record
+    without the accesses it made, nor the reverse.  Returns the export entry."""
+    time = format_time(now)
+    drafts = [Draft(time, "export", case, key.key_id, body)]
+    drafts += export_access_drafts(items, case=case, actor=key.key_id, time=time, bundle=bundle, purpose=purpose)
+    return vault.ledger.append_many(lambda conn, tail: drafts, key.sign)[0]
+
+
+# -- verification (called by audit.verify_vault) ---------------------------------------------------
+
+
+def custody_findings(vault: Vault) -> list[timeline.Finding]:
+    """Custody findings of the whole vault (docs/custody-events.md §4): the custody rules of
+    :mod:`evidencelock.timeline` over every release, acceptance and derivation, with the
+    ingests of the (case, item) pairs they concern and the entries derivations link to.
+
+    Reads only those entries (by type, then by the entries.item index), inside the caller's
+    snapshot; entries that do not parse are skipped here (``verify`` reports them)."""
+    t = schema.entries
+    cols = (t.c.seq, t.c.canonical, t.c.signature)
+
+    def parse(rows: Iterable[Any]) -> list[SignedEntry]:
+        out = []
+        for r in rows:
+            try:
+                out.append(SignedEntry.from_bytes(bytes(r.canonical), bytes(r.signature), subject=f"entry {r.seq}"))
+            except FormatError:
+                continue
+        return out
+
+    with vault.ledger.reader() as conn:
+        acts = parse(conn.execute(select(*cols).where(t.c.type.in_(("transfer", "transfer-accept", "derive")))
+                                  .order_by(t.c.seq)))
+        if not acts:
+            return []
+        pairs: set[tuple[str, str]] = set()
+        linked: set[int] = set()
+        for s in acts:
+            e = s.entry
+            if e.item is not None:
+                pairs.add((e.case, e.item))
+            if e.type == "derive":
+                orig = e.body.get("original")
+                if isinstance(orig, str):
+                    pairs.add((e.case, orig))
+                link = e.body.get("original_ingest")
+                if isinstance(link, dict) and type(link.get("seq")) is int:
+                    linked.add(link["seq"])
+        items = sorted({item for _, item in pairs})
+        more: list[SignedEntry] = []
+        for i in range(0, len(items), 500):
+            more += parse(conn.execute(select(*cols).where(t.c.type == "ingest", t.c.item.in_(items[i:i + 500]))))
+        seqs = sorted(linked)
+        for i in range(0, len(seqs), 500):
+            more += parse(conn.execute(select(*cols).where(t.c.seq.in_(seqs[i:i + 500]))))
+        names = _names(conn)
+    by_seq = {s.entry.seq: s for s in acts}
+    for s in more:
+        e = s.entry
+        if (e.case, e.item) in pairs or e.seq in linked:
+            by_seq.setdefault(e.seq, s)
+    return timeline.build([by_seq[k] for k in sorted(by_seq)], names).findings

@@ -84,13 +84,23 @@ def item_details(vault: Vault, query: str) -> dict[str, Any]:
         row = conn.execute(select(schema.items).where(schema.items.c.sha256 == sha)).one()
     names = {k: pk.name for k, pk in vault.enrolled_keys().items()}
     entries = vault.ledger.entries_for_item(sha)
+    from .timeline import build
+
+    tl = build(entries, names)  # plain words and custody state (evidencelock/timeline.py)
+    words = {(ev.seq, ev.item): ev for ic in tl.items.values() for ev in ic.events}
     custody = []
     for s in entries:
         e = s.entry
+        ev = words.get((e.seq, sha))
         custody.append({
             "seq": e.seq, "time": e.time, "type": e.type, "case": e.case, "actor": e.actor,
             "custodian": names.get(e.actor, ""), "body": dict(e.body),
+            "text": ev.text if ev is not None else e.type, "status": ev.status if ev is not None else None,
+            "premis": ev.premis if ev is not None else "",
         })
+    holders = [{"case": ic.case, "holder": ic.holder, "holder_name": ic.holder_name,
+                "in_transit_to": ic.in_transit_to, "in_transit_name": ic.in_transit_name}
+               for (c, i), ic in sorted(tl.items.items()) if i == sha]
     media = json.loads(row.media_json) if row.media_json else None
     path = vault.store.path_for(sha)
     return {
@@ -101,6 +111,9 @@ def item_details(vault: Vault, query: str) -> dict[str, Any]:
         "object_present": path.is_file(),
         "media": media,
         "custody": custody,
+        "holders": holders,
+        "custody_findings": [{"code": f.code, "seq": f.seq, "message": f.message, "severity": f.severity}
+                             for f in tl.findings],
         "signatures_verified": False,
     }
 
@@ -140,18 +153,21 @@ def render_item(console: Any, d: dict[str, Any]) -> None:
                 if k == "frames" and isinstance(v, list) and v and isinstance(v[-1], dict):
                     text = f"{len(v)} frame hashes, 0-{v[-1].get('ms', 0) / 1000:g} s"
                 console.print(f"  {escape(str(k))}: {escape(str(text))}")
-    table = Table("seq", "time (UTC)", "type", "case", "custodian", "source / detail", title="Custody (run `verify` to check signatures)")
+    table = Table("seq", "time (UTC)", "case", "what", title="Custody (as recorded; `history ITEM` checks signatures)")
     for c in d["custody"]:
-        body = c["body"]
-        src = body.get("source", {})
-        detail = src.get("path", "") if src else json.dumps(body, sort_keys=True)[:60]
-        if "duplicate_of" in body:
-            detail += f" (same bytes as entry {body['duplicate_of']})"
-        if body.get("note"):
-            detail += f" — {body['note']}"
-        table.add_row(str(c["seq"]), escape(c["time"][:19].replace("T", " ")), escape(c["type"]), escape(c["case"]),
-                      escape(c["custodian"] or c["actor"][:12]), escape(detail))
+        table.add_row(str(c["seq"]), escape(c["time"][:16].replace("T", " ")), escape(c["case"]), escape(c["text"]))
     console.print(table)
+    for h in d.get("holders", []):
+        if h["holder"] is not None:
+            now = escape(h["holder_name"] or h["holder"])
+        elif h["in_transit_to"] is not None:
+            now = f"nobody — in transit to {escape(h['in_transit_name'] or h['in_transit_to'])} (not yet accepted)"
+        else:
+            now = "nobody"
+        console.print(f"[bold]Holder now[/] (case {escape(h['case'])}): {now}")
+    for f in d.get("custody_findings", []):
+        console.print(f"[{'red' if f['severity'] == 'fail' else 'yellow'}]{'PROBLEM' if f['severity'] == 'fail' else 'notice'}[/] "
+                      f"{escape(f['message'])}")
 
 
 def _render_tree(console: Any, value: Any, indent: str) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "Timeline",
     "build",
     "human_time",
+    "events_by_seq",
     "PREMIS",
     "DELETION_OUTCOME",
 ]
@@ -114,6 +115,21 @@ def human_time(t: str) -> str:
     if isinstance(t, str) and len(t) >= 16 and t[4] == "-" and t[7] == "-" and t[10] == "T" and t[13] == ":":
         return printable(t[:10] + " " + t[11:16])
     return printable(str(t))
+
+
+def events_by_seq(tl: Timeline) -> dict[int, Event]:
+    """One event per entry (a ``derive`` entry: the one on the derived copy), by seq: for
+    listings of entries such as ``log``."""
+    out: dict[int, Event] = {}
+    for events in tl.case_events.values():
+        for ev in events:
+            out[ev.seq] = ev
+    for ic in tl.items.values():
+        for ev in ic.events:
+            if ev.type == "derive" and ev.item != ev.body.get("item"):
+                continue  # the mirror of a derivation on its original
+            out[ev.seq] = ev
+    return out
 
 
 # --------------------------------------------------------------------------------------------

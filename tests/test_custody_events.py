@@ -7,7 +7,9 @@ an in-memory ledger of genuinely signed entries (real Ed25519 keys, a hash chain
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -461,3 +463,327 @@ def test_timeline_of_a_real_vault_transfer(vault, key, clock, tmp_path):
     ic = tl.items[("C1", item)]
     assert (ic.holder, ic.holder_name) == (lawyer.key_id, "Lawyer B")
     assert ic.events[2].text.startswith("transferred by Field Team A to Lawyer B (accepted ")
+
+
+# -- the real CLI --------------------------------------------------------------------------------
+
+import json  # noqa: E402
+import sqlite3  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from evidencelock.vault import Vault  # noqa: E402
+
+from conftest import run_cli  # noqa: E402
+
+B_PASS = {"EVIDENCELOCK_PASSPHRASE": "lawyer b passphrase"}
+C_PASS = {"EVIDENCELOCK_PASSPHRASE": "archive c passphrase"}
+
+
+def _cli_vault(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A real vault: Team A ingests two files of case C1; Lawyer B and Archive C are enrolled."""
+    vault = tmp_path / "vault"
+    card = tmp_path / "card"
+    (card / "DCIM").mkdir(parents=True)
+    (card / "DCIM" / "VID_0001.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 video of the shelling")
+    (card / "DCIM" / "IMG_0002.jpg").write_bytes(b"\xff\xd8 photo of the crater")
+    assert run_cli("init", "--custodian", "Team A", vault=vault).code == 0
+    assert run_cli("ingest", card, "--case", "C1", "--no-media", vault=vault).code == 0
+    for name, env in (("Lawyer B", B_PASS), ("Archive C", C_PASS)):
+        r = run_cli("keys", "add", name, vault=vault, env={"EVIDENCELOCK_NEW_PASSPHRASE": env["EVIDENCELOCK_PASSPHRASE"]})
+        assert r.code == 0, r.stderr
+    items = {e["body"]["source"]["path"].rsplit("/", 1)[-1]: e["body"]["item"]
+             for e in run_cli("log", "--type", "ingest", "--json", vault=vault).json()}
+    return vault, items
+
+
+def _history(vault: Path, item: str, *args: str) -> dict:
+    r = run_cli("history", item, "--json", *args, vault=vault)
+    assert r.code in (0, 1), r.stderr
+    return r.json()
+
+
+def _entries(vault: Path) -> list[dict]:
+    return run_cli("log", "--json", vault=vault).json()
+
+
+def test_two_party_transfer_is_accepted_and_receiver_holds_everywhere(tmp_path):
+    vault, items = _cli_vault(tmp_path)
+    vid = items["VID_0001.mp4"]
+    r = run_cli("transfer", "VID_0001.mp4", "--case", "C1", "--to", "Lawyer B", "--note", "sealed bag 17", vault=vault)
+    assert r.code == 0, r.stderr
+    assert "in transit until Lawyer B accepts" in r.stdout
+    r = run_cli("transfer", "--accept", "--case", "C1", "--custodian", "Lawyer B", "--json", vault=vault, env=B_PASS)
+    assert r.code == 0, r.stderr
+    [acc] = r.json()["accepted"]
+    assert acc["item"] == vid
+    h = _history(vault, vid)
+    assert h["ok"] is True
+    [case] = h["cases"]
+    assert (case["holder_name"], case["in_transit_to"]) == ("Lawyer B", None)
+    rel = [e for e in case["events"] if e["type"] == "transfer"][0]
+    assert rel["status"] == "accepted" and rel["related"] == [acc["transfer"] + 1]
+    assert rel["text"].startswith("transferred by Team A to Lawyer B (accepted ")
+    assert rel["text"].endswith("— sealed bag 17")
+    # Human history, show and log say the same in plain words.
+    human = run_cli("history", vid, vault=vault)
+    assert human.code == 0
+    assert "transferred by Team A to Lawyer B (accepted" in human.stdout
+    assert "custody accepted by Lawyer B from Team A" in human.stdout
+    assert "Holder now: Lawyer B" in human.stdout
+    assert "Signatures checked:" in human.stdout and "run `evidencelock verify`" in human.stdout
+    show = run_cli("show", vid, vault=vault, env={"COLUMNS": "300"})
+    assert "transferred by Team A to Lawyer B (accepted" in show.stdout and "Holder now (case C1): Lawyer B" in show.stdout
+    log = run_cli("log", vault=vault, env={"COLUMNS": "300"})
+    assert "transferred by Team A to Lawyer B (accepted" in log.stdout and '{"' not in log.stdout
+    assert run_cli("verify", vault=vault).code == 0
+    # The other item never moved.
+    assert _history(vault, items["IMG_0002.jpg"])["cases"][0]["holder_name"] == "Team A"
+
+
+def test_one_sided_transfer_is_in_transit_never_complete(tmp_path):
+    vault, items = _cli_vault(tmp_path)
+    vid = items["VID_0001.mp4"]
+    assert run_cli("transfer", vid[:10], "--case", "C1", "--to", "Lawyer B", vault=vault).code == 0
+    [case] = _history(vault, vid)["cases"]
+    assert case["holder"] is None and case["in_transit_name"] == "Lawyer B"
+    rel = [e for e in case["events"] if e["type"] == "transfer"][0]
+    assert rel["status"] == "pending" and "in transit" in rel["text"] and "(accepted" not in rel["text"]
+    for cmd in (("history", vid), ("show", vid), ("log",)):
+        text = run_cli(*cmd, vault=vault, env={"COLUMNS": "300"}).stdout
+        assert "in transit" in text, cmd
+        assert "transferred by Team A to Lawyer B" not in text and "Holder now: Lawyer B" not in text, cmd
+    cases = run_cli("cases", "--json", vault=vault).json()
+    assert cases == [{"case": "C1", "items": 2, "entries": 3, "pending_transfers": 1, "holders": {"Team A": 1}}]
+    # The sender no longer holds it, the receiver does not yet: neither may release it onwards
+    # (only the releaser may redirect its own pending release).
+    r = run_cli("transfer", vid[:10], "--case", "C1", "--to", "Team A", "--custodian", "Lawyer B", vault=vault, env=B_PASS)
+    assert r.code == 2 and "in transit to Lawyer B" in r.stderr and "nothing was recorded" in r.stderr
+    assert run_cli("verify", vault=vault).code == 0
+
+
+def test_accept_by_wrong_key_is_refused_at_write_time(tmp_path):
+    vault, items = _cli_vault(tmp_path)
+    vid = items["VID_0001.mp4"]
+    assert run_cli("transfer", vid[:10], "--case", "C1", "--to", "Lawyer B", vault=vault).code == 0
+    before = len(_entries(vault))
+    r = run_cli("accept", "--case", "C1", "--custodian", "Archive C", vault=vault, env=C_PASS)
+    assert r.code == 2 and "nothing to accept" in r.stderr and "Archive C" in r.stderr
+    r = run_cli("accept", vid[:10], "--case", "C1", "--custodian", "Archive C", vault=vault, env=C_PASS)
+    assert r.code == 2 and "not in transit to Archive C" in r.stderr and "in transit to Lawyer B" in r.stderr
+    # The releaser cannot accept its own release either.
+    r = run_cli("accept", vid[:10], "--case", "C1", vault=vault)
+    assert r.code == 2 and "Traceback" not in r.stderr
+    assert len(_entries(vault)) == before
+    # Accepting twice: the second is refused, nothing recorded.
+    assert run_cli("accept", "--case", "C1", "--custodian", "Lawyer B", vault=vault, env=B_PASS).code == 0
+    r = run_cli("accept", vid[:10], "--case", "C1", "--custodian", "Lawyer B", vault=vault, env=B_PASS)
+    assert r.code == 2 and "held by Lawyer B" in r.stderr
+    assert len(_entries(vault)) == before + 1
+
+
+def test_transfer_by_non_holder_is_refused_and_nothing_recorded(tmp_path):
+    vault, items = _cli_vault(tmp_path)
+    before = len(_entries(vault))
+    r = run_cli("transfer", "--case", "C1", "--to", "Archive C", "--custodian", "Lawyer B", vault=vault, env=B_PASS)
+    assert r.code == 2
+    assert "Lawyer B does not hold 2 of the 2 item(s)" in r.stderr and "held by Team A" in r.stderr
+    assert len(_entries(vault)) == before
+
+
+def test_forged_accept_by_another_enrolled_key_is_reported_by_verify(tmp_path):
+    vault, items = _cli_vault(tmp_path)
+    vid = items["VID_0001.mp4"]
+    assert run_cli("transfer", vid[:10], "--case", "C1", "--to", "Lawyer B", vault=vault).code == 0
+    assert run_cli("verify", vault=vault).code == 0  # the untampered vault passes
+    rel = [e for e in _entries(vault) if e["type"] == "transfer"][0]
+    # Archive C (a real, enrolled key) writes an acceptance of B's release into the ledger by
+    # hand, past the writer's checks: a valid signature, a valid chain, a broken custody rule.
+    v = Vault.open(vault, writable=True)
+    try:
+        c_key = v.unlock(C_PASS["EVIDENCELOCK_PASSPHRASE"], "Archive C")
+        rel_hash = [s for s in v.ledger.entries_for_item(vid) if s.entry.seq == rel["seq"]][0].entry_hash
+        forged = v.append(c_key, now=datetime.now(timezone.utc), type="transfer-accept", case="C1",
+                          body={"item": vid, "from": rel["actor"], "transfer": {"seq": rel["seq"], "entry_hash": rel_hash}})
+    finally:
+        v.close()
+    assert forged is not None
+    r = run_cli("verify", "--json", vault=vault)
+    assert r.code == 1 and "Traceback" not in r.stderr
+    [f] = [f for f in r.json()["findings"] if f["code"] == "custody-accept"]
+    assert f["subject"] == f"entry {forged.entry.seq}" and f["severity"] == "error"
+    assert "expected=" in f["message"] and c_key.key_id in f["message"]
+    human = run_cli("verify", vault=vault)
+    assert human.code == 1 and f"entry {forged.entry.seq}" in human.stdout + human.stderr
+    # history shows the claim as not valid and the item still in transit to Lawyer B.
+    h = run_cli("history", vid, "--json", vault=vault)
+    assert h.code == 1
+    [case] = h.json()["cases"]
+    assert case["holder"] is None and case["in_transit_name"] == "Lawyer B"
+    assert [x["seq"] for x in h.json()["findings"]] == [forged.entry.seq]
+
+
+def test_derivative_is_linked_to_its_original_both_verify_and_both_travel_in_the_bundle(tmp_path):
+    vault, items = _cli_vault(tmp_path)
+    vid = items["VID_0001.mp4"]
+    blurred = tmp_path / "VID_0001_blurred.mp4"
+    blurred.write_bytes(b"\x00\x00\x00\x18ftypmp42 video of the shelling, faces blurred")
+    r = run_cli("derive", "VID_0001.mp4", blurred, "--action", "blurred faces", "--no-media", "--json", vault=vault)
+    assert r.code == 0, r.stderr
+    d = r.json()
+    assert d["original"] == vid and d["ingest"] == "preserved" and d["already_linked"] is False
+    # A rerun (as after a crash) records nothing twice.
+    n = len(_entries(vault))
+    r2 = run_cli("derive", vid[:10], blurred, "--action", "blurred faces", "--no-media", "--json", vault=vault)
+    assert r2.code == 0 and r2.json()["already_linked"] is True and r2.json()["derive_seq"] == d["derive_seq"]
+    assert len(_entries(vault)) == n
+    orig_events = _history(vault, vid)["cases"][0]["events"]
+    assert any(e["seq"] == d["derive_seq"] and e["text"] == f"derived copy {d['derived'][:12]}… made by Team A: blurred faces"
+               for e in orig_events)
+    copy = _history(vault, "VID_0001_blurred.mp4")
+    copy_events = copy["cases"][0]["events"]
+    assert copy["ok"] and [e["type"] for e in copy_events] == ["ingest", "derive"]
+    assert copy_events[1]["text"].startswith(f"derived from {vid[:12]}… by Team A: blurred faces")
+    first_ingest = [e for e in orig_events if e["type"] == "ingest"][0]["seq"]
+    assert copy_events[1]["related"] == [first_ingest]
+    assert run_cli("verify", vault=vault).code == 0
+    r = run_cli("export", "--case", "C1", "-o", tmp_path / "bundle", "--no-report", vault=vault)
+    assert r.code == 0, r.stderr
+    assert run_cli("verify-bundle", tmp_path / "bundle").code == 0
+    lines = (tmp_path / "bundle" / "evidence" / "entries.jsonl").read_text().splitlines()
+    signed = [json.loads(base64.b64decode(json.loads(x)["canonical"])) for x in lines]
+    assert {e["body"].get("item") for e in signed if e["type"] == "ingest"} >= {vid, d["derived"]}
+    assert [e["seq"] for e in signed if e["type"] == "derive"] == [d["derive_seq"]]
+    payload = {p.read_bytes() for p in (tmp_path / "bundle" / "data").rglob("*") if p.is_file()}
+    assert blurred.read_bytes() in payload
+
+
+def test_derive_refuses_a_copy_with_the_original_bytes_and_odd_input(tmp_path):
+    vault, items = _cli_vault(tmp_path)
+    same = tmp_path / "same.mp4"
+    same.write_bytes((tmp_path / "card" / "DCIM" / "VID_0001.mp4").read_bytes())
+    before = len(_entries(vault))
+    r = run_cli("derive", "VID_0001.mp4", same, "--action", "nothing", vault=vault)
+    assert r.code == 2 and "exactly the bytes of the original" in r.stderr
+    r = run_cli("derive", "VID_0001.mp4", tmp_path / "card", "--action", "x", vault=vault)
+    assert r.code == 2 and "Traceback" not in r.stderr
+    r = run_cli("derive", "nosuchfile.mp4", same, "--action", "x", vault=vault)
+    assert r.code == 2 and "nosuchfile.mp4" in r.stderr
+    assert len(_entries(vault)) == before
+
+
+def test_access_entries_written_by_export_and_by_access_with_output(tmp_path):
+    vault, items = _cli_vault(tmp_path)
+    img = items["IMG_0002.jpg"]
+    out = tmp_path / "copy.jpg"
+    r = run_cli("access", "IMG_0002.jpg", "--purpose", "expert examination", "-o", out, "--json", vault=vault)
+    assert r.code == 0, r.stderr
+    assert out.read_bytes() == (tmp_path / "card" / "DCIM" / "IMG_0002.jpg").read_bytes()
+    assert r.json()["action"] == "retrieve"
+    r = run_cli("access", img[:8], "--purpose", "review before hearing", vault=vault)
+    assert r.code == 0, r.stderr
+    r = run_cli("export", "--case", "C1", "-o", tmp_path / "b1", "--no-report", "--purpose", "disclosure to court",
+                "--json", vault=vault)
+    assert r.code == 0, r.stderr
+    export_seq = r.json()["export_seq"]
+    entries = _entries(vault)
+    accesses = [e for e in entries if e["type"] == "access"]
+    assert [(a["body"]["item"], a["body"]["action"], a["body"]["purpose"]) for a in accesses[:2]] == [
+        (img, "retrieve", "expert examination"), (img, "view", "review before hearing")]
+    by_export = [a for a in accesses if a["body"]["action"] == "export"]
+    assert sorted(a["body"]["item"] for a in by_export) == sorted(items.values())
+    assert all(a["body"]["bundle"] == "b1" and a["body"]["purpose"] == "disclosure to court" for a in by_export)
+    # Same transaction as the export entry: they directly follow it.
+    assert [a["seq"] for a in by_export] == [export_seq + 1, export_seq + 2]
+    texts = [e["text"] for e in _history(vault, img)["cases"][0]["events"]]
+    assert "copy of the original retrieved by Team A — purpose: expert examination" in texts
+    assert "exported by Team A in bundle b1 — purpose: disclosure to court" in texts
+    # A default purpose when none is given.
+    assert run_cli("export", "--case", "C1", "-o", tmp_path / "b2", "--no-report", vault=vault).code == 0
+    assert [e["body"]["purpose"] for e in _entries(vault) if e["type"] == "access"][-1] == "export to evidence bundle"
+    assert run_cli("verify", vault=vault).code == 0
+
+
+def test_access_output_refuses_a_tampered_stored_object_and_records_nothing(tmp_path):
+    vault, items = _cli_vault(tmp_path)
+    img = items["IMG_0002.jpg"]
+    obj = vault / "objects" / "sha256" / img[:2] / img[2:4] / img
+    obj.chmod(0o644)
+    data = bytearray(obj.read_bytes())
+    data[3] ^= 0x01
+    obj.write_bytes(bytes(data))
+    before = len(_entries(vault))
+    out = tmp_path / "copy.jpg"
+    r = run_cli("access", img[:8], "--purpose", "expert copy", "-o", out, vault=vault)
+    assert r.code == 1 and "Traceback" not in r.stderr
+    assert "does not match its signed ingest entry" in r.stderr and f"expected={img}" in r.stderr
+    assert not out.exists() and not list(tmp_path.glob(".copy.jpg.partial*"))
+    assert len(_entries(vault)) == before
+    # An existing output file is never overwritten.
+    out.write_bytes(b"mine")
+    r = run_cli("access", items["VID_0001.mp4"][:8], "--purpose", "x", "-o", out, vault=vault)
+    assert r.code == 2 and out.read_bytes() == b"mine"
+
+
+def test_annotate_with_tags_and_location(tmp_path):
+    vault, items = _cli_vault(tmp_path)
+    vid = items["VID_0001.mp4"]
+    r = run_cli("annotate", "VID_0001.mp4", "minaret of the Umayyad mosque visible at 0:14", "--tag", "geolocated",
+                "--tag", "mosque", "--location", "36.1991,37.1569", "--custodian", "Archive C", "--json",
+                vault=vault, env=C_PASS)
+    assert r.code == 0, r.stderr
+    e = [x for x in _entries(vault) if x["type"] == "annotate"][0]
+    assert e["body"] == {"item": vid, "text": "minaret of the Umayyad mosque visible at 0:14", "tags": ["geolocated", "mosque"],
+                         "location": {"lat": "36.1991", "lon": "37.1569"}}
+    ev = [x for x in _history(vault, vid)["cases"][0]["events"] if x["type"] == "annotate"][0]
+    assert ev["text"] == ("note by Archive C: minaret of the Umayyad mosque visible at 0:14 [tags: geolocated, mosque] "
+                          "(location 36.1991, 37.1569)")
+    assert ev["premis"] == "metadata modification"
+    before = len(_entries(vault))
+    for loc in ("91,0", "36.1", "north,east", "1e3,2", "36.1,37.2,5"):
+        r = run_cli("annotate", vid[:8], "x", "--location", loc, vault=vault)
+        assert r.code == 2 and "Traceback" not in r.stderr, loc
+    assert len(_entries(vault)) == before
+
+
+def test_deletion_request_leaves_the_object_in_place_and_says_so(tmp_path):
+    vault, items = _cli_vault(tmp_path)
+    img = items["IMG_0002.jpg"]
+    obj = vault / "objects" / "sha256" / img[:2] / img[2:4] / img
+    original = obj.read_bytes()
+    r = run_cli("request-deletion", img[:8], "--reason", "the person shown asked for removal", vault=vault)
+    assert r.code == 0, r.stderr
+    assert "Nothing was deleted" in r.stdout
+    assert obj.read_bytes() == original
+    e = [x for x in _entries(vault) if x["type"] == "deletion-request"][0]
+    assert e["body"]["outcome"] == "recorded; a write-once store never deletes originals"
+    ev = [x for x in _history(vault, img)["cases"][0]["events"] if x["type"] == "deletion-request"][0]
+    assert "Nothing was deleted" in ev["text"] and "the person shown asked for removal" in ev["text"]
+    assert run_cli("verify", vault=vault).code == 0  # the object is still there and verifies
+    assert run_cli("access", img[:8], "--purpose", "check", "-o", tmp_path / "still.jpg", vault=vault).code == 0
+    assert (tmp_path / "still.jpg").read_bytes() == original
+
+
+@pytest.mark.parametrize("args", [
+    ("annotate", "{vid}", "bad\x1b[2Jnote"),
+    ("annotate", "{vid}", "x", "--tag", "a\nb"),
+    ("access", "{vid}", "--purpose", "why\x07"),
+    ("access", "{vid}", "--purpose", "   "),
+    ("request-deletion", "{vid}", "--reason", "r\u202eeason"),
+    ("transfer", "{vid}", "--case", "C1", "--to", "Lawyer B", "--note", "bag\r17"),
+    ("derive", "{vid}", "{file}", "--action", "blur\x01"),
+    ("annotate", "nosuchitem", "text"),
+    ("access", "abcdef12", "--purpose", "x"),
+    ("history", "no such file.mp4"),
+    ("annotate", "{vid}", "x" * 5000),
+])
+def test_odd_input_is_a_clear_error_and_records_nothing(tmp_path, args):
+    vault, items = _cli_vault(tmp_path)
+    f = tmp_path / "other.bin"
+    f.write_bytes(b"other")
+    before = len(_entries(vault))
+    argv = [a.format(vid=items["VID_0001.mp4"][:10], file=f) for a in args]
+    r = run_cli(*argv, vault=vault)
+    assert r.code == 2, (r.code, r.stderr)
+    assert r.stderr.startswith("error:") and "Traceback" not in r.stderr
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", r.stderr)
+    assert len(_entries(vault)) == before

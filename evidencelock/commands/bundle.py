@@ -25,6 +25,8 @@ if TYPE_CHECKING:
               help="Bundle to write: a new folder, or a .zip file.")
 @click.option("--custodian", default=None, help="Sign the export as this custodian (name or key id).")
 @click.option("--no-report", is_flag=True, help="Skip report.html / report.pdf (VERIFY.md and certification are kept).")
+@click.option("--purpose", default=None, help="Why the originals are exported (recorded in one access entry per item; "
+              "default 'export to evidence bundle').")
 @click.option("--tsa", "tsa_urls", multiple=True, metavar="URL",
               help="Timestamp a new checkpoint for this bundle with this RFC 3161 authority (repeatable).")
 @click.option("--tsa-cert", "tsa_certs", multiple=True, type=click.Path(dir_okay=False, path_type=Path), metavar="PEM",
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 @click.pass_context
 @handle_errors
 def export(ctx: click.Context, case: str, items: tuple[str, ...], output: Path, custodian: str | None,
-           no_report: bool, tsa_urls: tuple[str, ...], tsa_certs: tuple[Path, ...], tsa_timeout: float,
+           no_report: bool, purpose: str | None, tsa_urls: tuple[str, ...], tsa_certs: tuple[Path, ...], tsa_timeout: float,
            jobs: int | None, as_json: bool) -> None:
     """Write an evidence bundle (BagIt bag + custody evidence) and record the export.
 
@@ -53,10 +55,10 @@ def export(ctx: click.Context, case: str, items: tuple[str, ...], output: Path, 
         except OSError as exc:
             raise InputError(f"cannot read the TSA certificate: {exc.strerror}", subject=str(p)) from None
     with c.open_vault(ctx, writable=True) as vault:
-        key = vault.unlock(c.get_passphrase(), custodian)
+        key = c.unlock(vault, custodian)
         result = export_bundle(vault, case=case, out=output, key=key, now=c.utc_now, items=list(items) or None,
                                tsa_urls=tsa_urls, tsa_certificates=certs, tsa_timeout=tsa_timeout,
-                               jobs=jobs, report=not no_report)
+                               jobs=jobs, report=not no_report, purpose=purpose)
     if as_json:
         emit_json({"ok": True, **result.to_json()})
         return

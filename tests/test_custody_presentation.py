@@ -157,6 +157,8 @@ def test_report_html_names_sender_receiver_acceptance_derivation_and_access(worl
     assert "note by Field Team A: speaker identified as witness 3 [tags: witness]" in stmt_sec
     assert "deletion requested by Field Team A — reason: the witness asked. Nothing was deleted" in stmt_sec
     assert "evidence bundle first exported by Field Team A" in text
+    # The earlier export's access entry (who, how, why) is listed on each exported item.
+    assert "exported by Field Team A in bundle first — purpose: export to evidence bundle" in orig_sec
 
 
 def test_report_pdf_states_custody_in_plain_words(world):
@@ -213,7 +215,7 @@ def test_verify_bundle_shows_custody_human_and_json(world, verified):
     derive = [e for e in items[world["copy"]]["events"] if e["type"] == "derive"]
     assert derive and derive[0]["premis"] == "creation" and derive[0]["related"]
     access = [e for e in items[world["orig"]]["events"] if e["type"] == "access"]
-    assert {e["text"].split(" — ")[0] for e in access} >= {"viewed by Lawyer B"}
+    assert {e["text"].split(" — ")[0] for e in access} == {"viewed by Lawyer B", "exported by Field Team A in bundle first"}
     assert [e["type"] for e in data["case_events"]] == ["export"]
     assert data["findings"] == []
 

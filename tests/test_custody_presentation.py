@@ -15,7 +15,6 @@ transfer as pending because that entry did not verify).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
 import subprocess
@@ -138,7 +137,7 @@ def _lines_about_pending(text: str) -> list[str]:
 def test_report_html_names_sender_receiver_acceptance_derivation_and_access(world):
     text, sections, raw = _html(world)
     orig, copy, stmt = world["orig"], world["copy"], world["stmt"]
-    assert f"transferred by Field Team A to Lawyer B (accepted" in text and "sealed bag 17" in text
+    assert "transferred by Field Team A to Lawyer B (accepted" in text and "sealed bag 17" in text
     assert f"custody accepted by Lawyer B from Field Team A (transfer entry {world['release_accepted']})" in text
     assert PENDING_WORDS in text and "PENDING: not accepted by the receiver" in text
     # Who holds each item now (case-level) and per item.
@@ -175,7 +174,7 @@ def test_report_pdf_states_custody_in_plain_words(world):
 def test_certification_states_the_custody_chain_and_says_pending_is_pending(world):
     cert = (world["bundle"] / "certification.md").read_text()
     chain = cert.split("**Chain of custody.**", 1)[1].split("\n6. ", 1)[0]
-    assert (f"transferred by Field Team A to Lawyer B (accepted" in chain
+    assert ("transferred by Field Team A to Lawyer B (accepted" in chain
             and f"see record #{world['accept']}" in chain)
     pending = [ln for ln in chain.splitlines() if f"(record #{world['release_pending']})" in ln]
     assert len(pending) == 1 and PENDING_WORDS in pending[0]
@@ -237,7 +236,7 @@ def test_key_rotation_of_a_signer_is_stated_in_report_certification_and_verifier
     assert "Key changes affecting the signers of these records:" in cert
     assert f"{rotated} (record #{enroll_seq})" in cert and f"(record #{revoke_seq})" in cert and holder in cert
     assert "Key changes affecting this case" in pdf and "annual key rotation" in pdf
-    assert f"key change of a signer: " in human.stdout and rotated in human.stdout
+    assert "key change of a signer: " in human.stdout and rotated in human.stdout
     assert f"held by Lawyer B ({old[:8]}); that key was revoked at entry {revoke_seq}" in human.stdout
     keys = js.json()["custody"]["key_events"]
     assert [(k["seq"], k["type"], k["key_id"]) for k in keys] == [(enroll_seq, "key-enroll", new), (revoke_seq, "key-revoke", old)]
@@ -368,3 +367,80 @@ def test_genuine_accept_resigned_in_the_bundle_by_another_key_is_not_used_for_cu
     assert all(e["seq"] != world["accept"] for e in items[world["orig"]]["events"])
     human = run_cli("verify-bundle", bag)
     assert "This bundle FAILED verification" in human.stdout and "VERIFIED" not in human.stdout
+
+
+# -- odd inputs: names in another script, markup in a note, a superseded release, a zip bundle -------
+ALEPPO = "مركز حلب الإعلامي، الفريق 2"
+LAWYER = 'Lawyer <B> & "Partners"'
+NOTE = '<img src=x onerror=alert(1)> & "sealed bag 17"'
+
+
+@pytest.fixture(scope="module")
+def odd(tmp_path_factory):
+    root = tmp_path_factory.mktemp("custody-odd")
+    vault, clock = build_vault(root)
+    a = vault.unlock(PASSPHRASE)
+    aleppo = enroll_custodian(vault, a, name=ALEPPO, passphrase=PASSPHRASE, now=clock())
+    lawyer = enroll_custodian(vault, a, name=LAWYER, passphrase=PASSPHRASE, now=clock())
+    (root / "in").mkdir()
+    (root / "in" / "clip.txt").write_bytes(b"a witness video, transcribed\n")
+    ingest(vault, [root / "in"], key=a, case=CASE, now=clock, extract_media=False)
+    sha = hashlib.sha256(b"a witness video, transcribed\n").hexdigest()
+    first = transfer_items(vault, a, items=[sha], case=CASE, to=aleppo.key_id, note=NOTE, now=clock)[0]
+    accept_transfers(vault, aleppo, case=CASE, now=clock)
+    superseded = transfer_items(vault, aleppo, items=[sha], case=CASE, to=lawyer.key_id, note=None, now=clock)[0]
+    latest = transfer_items(vault, aleppo, items=[sha], case=CASE, to=a.key_id, note="back to the field team",
+                            now=clock)[0]
+    bundle = export_bundle(vault, case=CASE, out=root / "odd.zip", key=a, now=clock).path
+    vault.close()
+    return {"root": root, "vault": root / "vault", "bundle": bundle, "sha": sha, "a": a, "lawyer": lawyer,
+            "first": first.entry.seq, "superseded": superseded, "latest": latest.entry.seq, "clock": clock}
+
+
+def test_zip_bundle_with_other_scripts_markup_and_a_superseded_release_verifies_and_says_so(odd, tmp_path):
+    r = run_cli("verify-bundle", odd["bundle"], "--json")
+    assert r.code == 0, r.stdout + r.stderr
+    out = r.json()
+    ok = {(c["name"], c["subject"]) for c in out["checks"] if c["ok"]}
+    assert {("evidence-certification", "certification.md"), ("evidence-report-content", "report.html")} <= ok
+    transfers = out["custody"]["items"][0]["transfers"]
+    assert [(t["seq"], t["status"]) for t in transfers] == [
+        (odd["first"], "accepted"), (odd["superseded"].entry.seq, "superseded"), (odd["latest"], "pending")]
+    assert transfers[0]["to"]["name"] == ALEPPO and transfers[1]["to"]["name"] == LAWYER
+    assert transfers[0]["note"] == NOTE and transfers[1]["accept"] is None
+    human = run_cli("verify-bundle", odd["bundle"])
+    assert "superseded by a later release, never accepted" in human.stdout and ALEPPO in human.stdout
+    # The report: the markup is text, never an element; no name is said to hold what is in transit.
+    import zipfile
+
+    with zipfile.ZipFile(odd["bundle"]) as z:
+        top = z.namelist()[0].split("/")[0]
+        raw = z.read(f"{top}/report.html").decode()
+        cert = z.read(f"{top}/certification.md").decode()
+        pdf = z.read(f"{top}/report.pdf")
+    assert "&lt;img src=x onerror=alert(1)&gt; &amp; &quot;sealed bag 17&quot;" in raw and "<img src=x" not in raw
+    assert "Lawyer &lt;B&gt; &amp; &quot;Partners&quot;" in raw
+    assert f"superseded by entry {odd['latest']}, never accepted" in cert
+    assert "This transfer was superseded by a later release and was never accepted." in cert
+    assert "At export: in transit to Field Team A" in cert
+    (tmp_path / "r.pdf").write_bytes(pdf)
+    text = subprocess.run(["pdftotext", str(tmp_path / "r.pdf"), "-"], capture_output=True, text=True, check=True).stdout
+    assert "superseded" in text and "Partners" in text and "sealed bag 17" in text
+
+
+def test_acceptance_of_a_superseded_release_by_its_named_receiver_fails_evidence_custody(odd, tmp_path):
+    vault_dir = tmp_path / "vault"
+    shutil.copytree(odd["vault"], vault_dir)
+    v = Vault.open(vault_dir, writable=True)
+    try:
+        rel = odd["superseded"]
+        key = v.unlock(PASSPHRASE, odd["lawyer"].key_id)
+        forged = v.append(key, now=odd["clock"](), type="transfer-accept", case=CASE,
+                          body={"item": odd["sha"], "from": rel.entry.actor,
+                                "transfer": {"seq": rel.entry.seq, "entry_hash": rel.entry_hash}})
+        bundle = export_bundle(v, case=CASE, out=tmp_path / "b", key=v.unlock(PASSPHRASE), now=odd["clock"]).path
+    finally:
+        v.close()
+    r = run_cli("verify-bundle", bundle)
+    _refused(r, "evidence-custody", f"entry {forged.entry.seq}", "custody-accept", "superseded")
+    assert re.search(r"→ Lawyer <B> & \"Partners\" \(\w{8}\): superseded by a later release, never accepted", r.stdout), r.stdout

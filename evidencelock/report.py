@@ -664,7 +664,7 @@ def report_pdf(ctx: Any) -> bytes:
             rows.append(((r["when"], what, r["who"], rec), r["status"] == "pending"))
         return rows
 
-    tcols = (27.0, width - 27 - 44 - 17, 44.0, 17.0)
+    tcols = (30.0, width - 30 - 44 - 15, 44.0, 15.0)  # "2014-04-30 09:00" on one line in DejaVu too
     theader = ("Time (UTC)", "What happened", "Signed by", "Record")
     cp = ctx.checkpoint
     names = _names(ctx)

@@ -444,3 +444,50 @@ def test_acceptance_of_a_superseded_release_by_its_named_receiver_fails_evidence
     r = run_cli("verify-bundle", bundle)
     _refused(r, "evidence-custody", f"entry {forged.entry.seq}", "custody-accept", "superseded")
     assert re.search(r"→ Lawyer <B> & \"Partners\" \(\w{8}\): superseded by a later release, never accepted", r.stdout), r.stdout
+
+
+# -- bundles exported before the custody presentation (§4.7: the first format-2 templates) ---------
+def _export_with_first_templates(monkeypatch, vault_dir: Path, out: Path, clock) -> Path:
+    """An export exactly as the exporter did before issue 10: the human files rendered by the first
+    format-2 templates, pinned in bundle.json and signed by the genuine exporter key."""
+    from evidencelock import report
+    from evidencelock.bundle import _human_v2_0
+
+    monkeypatch.setattr(report, "certification_md", _human_v2_0.certification_md)
+    monkeypatch.setattr(report, "report_html", _human_v2_0.report_html)
+    v = Vault.open(vault_dir, writable=True)
+    try:
+        return export_bundle(v, case=CASE, out=out, key=v.unlock(PASSPHRASE), now=clock).path
+    finally:
+        v.close()
+
+
+def test_bundle_exported_before_the_custody_presentation_still_verifies_and_says_what_it_lacks(tmp_path, monkeypatch):
+    vault, clock = build_vault(tmp_path)
+    a = vault.unlock(PASSPHRASE)
+    b = enroll_custodian(vault, a, name="Lawyer B", passphrase=PASSPHRASE, now=clock())
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.txt").write_bytes(b"an older case\n")
+    ingest(vault, [tmp_path / "in"], key=a, case=CASE, now=clock, extract_media=False)
+    transfer_items(vault, a, items=[], case=CASE, to=b.key_id, note="sealed bag 3", now=clock)
+    vault.close()
+    bundle = _export_with_first_templates(monkeypatch, tmp_path / "vault", tmp_path / "old", clock)
+    assert "Chain of custody" not in (bundle / "certification.md").read_text()
+    r = run_cli("verify-bundle", bundle, "--json")
+    assert r.code == 0, r.stdout + r.stderr
+    out = r.json()
+    first = [c for c in out["checks"] if c["ok"] and "as first published" in c["detail"]]
+    assert {c["subject"] for c in first} == {"certification.md", "report.html"}
+    assert any("first templates of bundle format 2" in s for s in out["not_established"])
+    t = out["custody"]["items"][0]["transfers"][0]
+    assert (t["to"]["name"], t["status"]) == ("Lawyer B", "pending")  # the verifier says what the old files do not
+
+
+def test_first_templates_are_refused_for_a_bundle_with_acceptances(world, tmp_path, monkeypatch):
+    """The holder of the exporter key exports with the first templates to leave the custody chain
+    out of the certification: refused where the log holds entries those templates never knew."""
+    shutil.copytree(world["vault"], tmp_path / "vault")
+    bundle = _export_with_first_templates(monkeypatch, tmp_path / "vault", tmp_path / "b", world["clock"])
+    r = run_cli("verify-bundle", bundle)
+    _refused(r, "evidence-certification", "certification.md", "Chain of custody")
+    _refused(r, "evidence-report-content", "report.html")

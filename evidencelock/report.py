@@ -75,6 +75,8 @@ def does_not_prove(ctx: Any) -> list[str]:
         "Who holds the signing keys. The keys are identified by their key ids; a reader should obtain the "
         "organisation's key ids independently and compare (verify-bundle --trusted-key).",
         "Anything about other files or other cases in the same log: only the records in this bundle were shown.",
+        "That the custodian shown as holding an item really has it: custody is what the signed records say (a release "
+        "by the holder, then the receiver's signed acceptance); a transfer without an acceptance is shown as pending.",
         "That no record about these files was left out: the exporter signs the list of records it included, so a "
         "record removed afterwards is detected, but someone holding an enrolled key could export a bundle that omits "
         "records; compare with a bundle or audit obtained from another custodian.",

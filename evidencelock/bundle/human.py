@@ -218,8 +218,10 @@ def _equals_first_v2_rendering(name: str, found: bytes, ctx: Any, entries: Mappi
     rendering by the first format-2 templates (frozen in ``_human_v2_0``).  Those files state
     less (no custody chain); they are accepted only for bundles without entry types that are
     newer than those templates, and the verifier says what they do not state."""
-    if name not in ("certification.md", "report.html") or any(s.entry.type in _NEWER_TYPES for s in entries.values()):
-        return False
+    if name not in ("certification.md", "report.html") or any(
+            s.entry.type in _NEWER_TYPES or (s.entry.type == "ingest" and "received" in s.entry.body)
+            for s in entries.values()):
+        return False  # newer entries (acceptances, deletion requests, receipts of imports): current templates only
     from . import _human_v2_0 as first
     from .handbook import _shown
 

@@ -168,11 +168,11 @@ class BundleReport:
     items: list[dict[str, Any]] = field(default_factory=list)
     checkpoint: dict[str, Any] | None = None
     timestamp: dict[str, Any] | None = None
+    custody: dict[str, Any] | None = None  # issue 10: custody derived from the verified entries only
     keys: dict[str, str] = field(default_factory=dict)
     case: str = ""
     payload_files: int = 0
     payload_bytes: int = 0
-    custody: dict[str, Any] | None = None  # issue 10: custody derived from the verified entries only
 
     @property
     def failures(self) -> list[Check]:
@@ -206,9 +206,9 @@ class BundleReport:
             "not_established": self.not_established,
             "checkpoint": self.checkpoint,
             "timestamp": self.timestamp,
+            "custody": self.custody,
             "keys": self.keys,
             "items": self.items,
-            "custody": self.custody,
         }
 
 

@@ -371,7 +371,7 @@ def test_genuine_accept_resigned_in_the_bundle_by_another_key_is_not_used_for_cu
 
 # -- odd inputs: names in another script, markup in a note, a superseded release, a zip bundle -------
 ALEPPO = "مركز حلب الإعلامي، الفريق 2"
-LAWYER = 'Lawyer <B> & "Partners"'
+LAWYER = 'Lawyer <B> [red]& "Partners"[/]'
 NOTE = '<img src=x onerror=alert(1)> & "sealed bag 17"'
 
 
@@ -410,6 +410,7 @@ def test_zip_bundle_with_other_scripts_markup_and_a_superseded_release_verifies_
     assert transfers[0]["note"] == NOTE and transfers[1]["accept"] is None
     human = run_cli("verify-bundle", odd["bundle"])
     assert "superseded by a later release, never accepted" in human.stdout and ALEPPO in human.stdout
+    assert f"→ {LAWYER} (" in human.stdout  # rich markup in a name is printed, never interpreted
     # The report: the markup is text, never an element; no name is said to hold what is in transit.
     import zipfile
 
@@ -419,7 +420,7 @@ def test_zip_bundle_with_other_scripts_markup_and_a_superseded_release_verifies_
         cert = z.read(f"{top}/certification.md").decode()
         pdf = z.read(f"{top}/report.pdf")
     assert "&lt;img src=x onerror=alert(1)&gt; &amp; &quot;sealed bag 17&quot;" in raw and "<img src=x" not in raw
-    assert "Lawyer &lt;B&gt; &amp; &quot;Partners&quot;" in raw
+    assert "Lawyer &lt;B&gt; [red]&amp; &quot;Partners&quot;[/]" in raw
     assert f"superseded by entry {odd['latest']}, never accepted" in cert
     assert "This transfer was superseded by a later release and was never accepted." in cert
     assert "At export: in transit to Field Team A" in cert
@@ -443,7 +444,7 @@ def test_acceptance_of_a_superseded_release_by_its_named_receiver_fails_evidence
         v.close()
     r = run_cli("verify-bundle", bundle)
     _refused(r, "evidence-custody", f"entry {forged.entry.seq}", "custody-accept", "superseded")
-    assert re.search(r"→ Lawyer <B> & \"Partners\" \(\w{8}\): superseded by a later release, never accepted", r.stdout), r.stdout
+    assert re.search(re.escape(f"→ {LAWYER} (") + r"\w{8}\): superseded by a later release, never accepted", r.stdout), r.stdout
 
 
 # -- bundles exported before the custody presentation (§4.7: the first format-2 templates) ---------

@@ -178,7 +178,7 @@ def _print_custody(report: Any) -> None:
         for ev in item["events"]:
             t = transfers.get(ev["seq"])
             if t is None:
-                out.print(f"    {ev['when']}  {escape(ev['text'])} [dim](entry {ev['seq']})[/]")
+                out.print(f"    {escape(ev['when'])}  {escape(ev['text'])} [dim](entry {ev['seq']})[/]")
                 continue
             route = f"{escape(who(t['from']))} → {escape(who(t['to']))}"
             if t["status"] == "accepted" and t["accept"]:
@@ -189,11 +189,11 @@ def _print_custody(report: Any) -> None:
             else:
                 state = "[yellow]PENDING[/]: not accepted by the receiver"
             note = f" — {escape(t['note'])}" if t.get("note") else ""
-            out.print(f"    {ev['when']}  transfer {route}: {state}{note} [dim](entry {ev['seq']})[/]")
+            out.print(f"    {escape(ev['when'])}  transfer {route}: {state}{note} [dim](entry {ev['seq']})[/]")
     for ev in cust["case_events"]:
-        out.print(f"  case: {ev['when']}  {escape(ev['text'])} [dim](entry {ev['seq']})[/]")
+        out.print(f"  case: {escape(ev['when'])}  {escape(ev['text'])} [dim](entry {ev['seq']})[/]")
     for ev in cust.get("key_events", []):
-        out.print(f"  key change of a signer: {ev['when']}  {escape(ev['text'])} [dim](entry {ev['seq']})[/]")
+        out.print(f"  key change of a signer: {escape(ev['when'])}  {escape(ev['text'])} [dim](entry {ev['seq']})[/]")
 
 
 def _read_tsa_root(path: Path) -> bytes:

@@ -211,6 +211,12 @@ def test_verify_bundle_shows_custody_human_and_json(world, verified):
     assert items[world["stmt"]]["holder"] is None
     assert items[world["stmt"]]["in_transit_to"] == {"key_id": world["c"].key_id, "name": "Court Registry"}
     assert items[world["orig"]]["holder"] == {"key_id": world["b"].key_id, "name": "Lawyer B"}
+    assert "derived copy of data/IMG_0001.jpg: blurred faces" in custody
+    assert "derived copy: data/IMG_0001_blurred.jpg (blurred faces)" in custody
+    assert [(d["sha256"], d["path"], d["action"]) for d in items[world["copy"]]["derived_from"]] == [
+        (world["orig"], "data/IMG_0001.jpg", "blurred faces")]
+    assert [(d["sha256"], d["path"]) for d in items[world["orig"]]["derived_copies"]] == [
+        (world["copy"], "data/IMG_0001_blurred.jpg")]
     derive = [e for e in items[world["copy"]]["events"] if e["type"] == "derive"]
     assert derive and derive[0]["premis"] == "creation" and derive[0]["related"]
     access = [e for e in items[world["orig"]]["events"] if e["type"] == "access"]

@@ -1358,6 +1358,7 @@ def _check_custody(report: BundleReport, meta: Mapping[str, Any], entries: Mappi
 
     by_seq = {ev.seq: ev for ic in tl.items.values() for ev in ic.events}
     items = []
+    paths = {i["sha256"]: i.get("path") for i in meta.get("items", []) if isinstance(i, dict) and isinstance(i.get("sha256"), str)}
     counts = {"accepted": 0, "pending": 0, "superseded": 0}
     for listed in meta.get("items", []):
         sha = listed.get("sha256") if isinstance(listed, dict) else None
@@ -1376,7 +1377,18 @@ def _check_custody(report: BundleReport, meta: Mapping[str, Any], entries: Mappi
                               "accept": None if accept is None or ev.status != "accepted" else
                               {"seq": accept.seq, "time": accept.time, "when": human_time(accept.time),
                                "by": who(accept.actor, accept.actor_name)}})
-        items.append({"path": listed.get("path"), "sha256": sha,
+        derived_from, derived_copies = [], []
+        for ev in ic.events:
+            copy, orig = ev.body.get("item"), ev.body.get("original")
+            if ev.type != "derive" or not isinstance(copy, str) or not isinstance(orig, str):
+                continue
+            link = {"seq": ev.seq, "action": printable(str(ev.body.get("action", ""))), "by": who(ev.actor, ev.actor_name)}
+            if copy == sha:
+                derived_from.append({**link, "sha256": orig, "path": paths.get(orig)})
+            elif orig == sha:
+                derived_copies.append({**link, "sha256": copy, "path": paths.get(copy)})
+        items.append({"path": listed.get("path"), "sha256": sha, "derived_from": derived_from,
+                      "derived_copies": derived_copies,
                       "holder": who(ic.holder, ic.holder_name) if ic.holder else None,
                       "in_transit_to": who(ic.in_transit_to, ic.in_transit_name) if ic.in_transit_to else None,
                       "events": [event(ev) for ev in ic.events], "transfers": transfers})

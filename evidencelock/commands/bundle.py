@@ -174,6 +174,12 @@ def _print_custody(report: Any) -> None:
                             and k.get("key_id") == item["holder"]["key_id"]), None)
             since = f"; that key was revoked at entry {revoked['seq']}" if revoked else ""
             out.print(f"    custody now: held by {escape(who(item['holder']))}{since}")
+        for d in item.get("derived_from", []):
+            out.print(f"    derived copy of {escape(str(d['path'] or d['sha256'][:12] + '… (not in this bundle)'))}: "
+                      f"{escape(d['action'])} [dim](entry {d['seq']})[/]")
+        for d in item.get("derived_copies", []):
+            out.print(f"    derived copy: {escape(str(d['path'] or d['sha256'][:12] + '… (not in this bundle)'))} "
+                      f"({escape(d['action'])}) [dim](entry {d['seq']})[/]")
         transfers = {t["seq"]: t for t in item["transfers"]}
         for ev in item["events"]:
             t = transfers.get(ev["seq"])

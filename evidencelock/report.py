@@ -13,6 +13,7 @@ import base64
 import html
 import io
 import json
+import re
 from typing import Any
 
 from ._text import printable
@@ -279,7 +280,7 @@ def _item_custody_html(ctx: Any, sha: str, tl: Any) -> list[str]:
              '<table class="timeline"><tr><td><strong>Time (UTC)</strong></td><td><strong>What happened</strong></td>'
              "<td><strong>Signed by</strong></td><td><strong>Record</strong></td></tr>"]
     for r in _event_rows(ctx, sha, tl):
-        cls = f' class="{r["status"]}"' if r["status"] else ""
+        cls = f' class="{r["status"]}"' if r["status"] in _STATUS_WORDS else ""
         what = e(r["text"])
         if r["status_words"]:
             what += f'<br><span class="status">{e(r["status_words"])}</span>'
@@ -290,6 +291,16 @@ def _item_custody_html(ctx: Any, sha: str, tl: Any) -> list[str]:
         parts.append(f'<tr{cls}><td>{e(r["when"])}</td><td>{what}</td><td>{r["who_html"]}</td><td>#{r["seq"]}{see}</td></tr>')
     parts.append("</table>")
     return parts
+
+
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<>|]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+
+
+def _md(text: str) -> str:
+    """Text from the records as literal Markdown: a note cannot add emphasis, a link or HTML to the
+    certification (CommonMark backslash escapes; an underscore inside a word, as in a file name,
+    is left as it is: it never makes emphasis)."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def _custody_md(ctx: Any, tl: Any) -> str:
@@ -303,7 +314,7 @@ def _custody_md(ctx: Any, tl: Any) -> str:
         ic = tl.items.get((ctx.case, sha))
         lines.append(f"   - `{p['path']}` (SHA-256 `{sha[:16]}…`):")
         for r in _event_rows(ctx, sha, tl):
-            s = f"     - On {r['when']} UTC: {r['text']} (record #{r['seq']}"
+            s = f"     - On {r['when']} UTC: {_md(r['text'])} (record #{r['seq']}"
             s += (f"; see record{'s' if len(r['related']) > 1 else ''} " + ", ".join(f"#{x}" for x in r["related"])
                   if r["related"] else "") + ")."
             if r["status"] == "pending":
@@ -312,17 +323,17 @@ def _custody_md(ctx: Any, tl: Any) -> str:
             elif r["status"] == "superseded":
                 s += " This transfer was superseded by a later release and was never accepted."
             for words, _ in r["links"]:
-                s += f" See {words}."
+                s += f" See {_md(words)}."
             lines.append(s)
-        lines.append(f"     - At export: {_holder_line(ic, names, tl.revoked)}.")
+        lines.append(f"     - At export: {_md(_holder_line(ic, names, tl.revoked))}.")
     case_events = _case_rows(ctx, tl)
     if case_events:
         lines.append("   - Case events:")
-        lines += [f"     - On {human_time(ev.time)} UTC: {ev.text} (record #{ev.seq})." for ev in case_events]
+        lines += [f"     - On {human_time(ev.time)} UTC: {_md(ev.text)} (record #{ev.seq})." for ev in case_events]
     key_events = _signer_key_events(ctx, tl)
     if key_events:
         lines.append("   - Key changes affecting the signers of these records:")
-        lines += [f"     - On {human_time(ev.time)} UTC: {ev.text} (record #{ev.seq})." for ev in key_events]
+        lines += [f"     - On {human_time(ev.time)} UTC: {_md(ev.text)} (record #{ev.seq})." for ev in key_events]
     return "\n".join(lines)
 
 

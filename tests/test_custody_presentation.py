@@ -428,6 +428,9 @@ def test_zip_bundle_with_other_scripts_markup_and_a_superseded_release_verifies_
     assert "&lt;img src=x onerror=alert(1)&gt; &amp; &quot;sealed bag 17&quot;" in raw and "<img src=x" not in raw
     assert "Lawyer &lt;B&gt; [red]&amp; &quot;Partners&quot;[/]" in raw
     assert f"superseded by entry {odd['latest']}, never accepted" in cert
+    # In the certification (Markdown) the note is literal text: no HTML element, no emphasis, no link.
+    assert '\\<img src=x onerror=alert(1)\\> & "sealed bag 17"' in cert and not re.search(r"(?<!\\)<img", cert)
+    assert "Lawyer \\<B\\> \\[red\\]&" in cert
     assert "This transfer was superseded by a later release and was never accepted." in cert
     assert "At export: in transit to Field Team A" in cert
     (tmp_path / "r.pdf").write_bytes(pdf)

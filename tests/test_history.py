@@ -178,3 +178,60 @@ def test_history_of_an_item_with_many_events_uses_the_index_and_is_fast(tmp_path
     assert h.ok and len(h.cases[0].events) == n + 1
     assert h.signatures_checked == n + 1 + 1
     assert elapsed < 5.0, elapsed  # generous on a shared test machine; bench/custody.py holds the real figure
+
+
+# -- the fast canonical check used when reading entries (evidencelock/entry.py) -------------------
+
+import json  # noqa: E402
+
+import rfc8785  # noqa: E402
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from evidencelock.entry import _is_canonical  # noqa: E402
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=("Cs",))),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=("Cs",)), max_size=4),
+        inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json)
+def test_fast_canonical_check_agrees_with_rfc8785(value):
+    try:
+        reference = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        reference = None
+    variants = [json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"),
+                json.dumps(value, sort_keys=True, separators=(",", ":")).encode(),
+                json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"),
+                json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")]
+    if reference is not None:
+        variants.append(reference)
+    for data in variants:
+        expected = reference is not None and data == reference
+        try:
+            got = _is_canonical(value, data)
+        except Exception:  # the reference path raises for values RFC 8785 refuses
+            got = False
+        assert got == expected, (value, data)
+
+
+def test_fast_canonical_check_refuses_what_rfc8785_refuses():
+    big = {"n": 2**60}
+    assert not _is_canonical_safe(big, json.dumps(big, separators=(",", ":")).encode())
+    # Member names beyond the BMP: UTF-16 order differs from code-point order.
+    obj = {"\U0001f600": 1, "\uff01": 2}
+    by_codepoint = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert by_codepoint != rfc8785.dumps(obj)
+    assert not _is_canonical(obj, by_codepoint) and _is_canonical(obj, rfc8785.dumps(obj))
+
+
+def _is_canonical_safe(value, data) -> bool:
+    try:
+        return _is_canonical(value, data)
+    except Exception:
+        return False

@@ -44,14 +44,18 @@ __all__ = [
     "human_time",
     "events_by_seq",
     "PREMIS",
+    "PREMIS_CODES",
+    "PREMIS_URI",
     "DELETION_OUTCOME",
 ]
 
 # docs/custody-events.md §2: the fixed outcome text of a deletion request.
 DELETION_OUTCOME = "recorded; a write-once store never deletes originals"
 
-# docs/custody-events.md §5: PREMIS 3 event type (label of id.loc.gov/vocabulary/preservation/eventType)
-# of each entry type; "" where PREMIS has no equivalent.
+# docs/custody-events.md §5: PREMIS 3 event type (authoritative label in
+# id.loc.gov/vocabulary/preservation/eventType) of each entry type; "" where PREMIS has no
+# equivalent.  ``access`` depends on its action and an ``ingest`` with ``received`` is an
+# accession (see _premis).
 PREMIS: Mapping[str, str] = {
     "ingest": "ingestion",
     "transfer": "transfer",
@@ -59,13 +63,33 @@ PREMIS: Mapping[str, str] = {
     "access": "dissemination",
     "derive": "creation",
     "annotate": "metadata modification",
-    "deletion-request": "deaccession",
+    "deletion-request": "",  # a request, not a deaccession or deletion (none is ever performed)
     "audit": "fixity check",
     "export": "dissemination",
     "key-enroll": "",
     "key-revoke": "",
     "checkpoint": "",
 }
+# Label -> code of the id.loc.gov URI http://id.loc.gov/vocabulary/preservation/eventType/<code>.
+PREMIS_CODES: Mapping[str, str] = {
+    "ingestion": "ing",
+    "accession": "acc",
+    "transfer": "tra",
+    "displaying": "dsp",
+    "dissemination": "dis",
+    "creation": "cre",
+    "metadata modification": "mem",
+    "fixity check": "fix",
+}
+PREMIS_URI = "http://id.loc.gov/vocabulary/preservation/eventType/"
+
+
+def _premis(type_: str, body: Mapping[str, Any]) -> str:
+    if type_ == "ingest" and isinstance(body.get("received"), Mapping):
+        return "accession"
+    if type_ == "access" and body.get("action") == "view":
+        return "displaying"
+    return PREMIS.get(type_, "")
 
 
 @dataclass(frozen=True)
@@ -400,9 +424,7 @@ def _check_derive_link(rec: _Rec, link: tuple[int, str], first_ingest: Mapping[t
 
 
 def _event(r: _Rec, who: _Names) -> Event:
-    premis = PREMIS.get(r.type, "")
-    if r.type == "ingest" and isinstance(r.body.get("received"), Mapping):
-        premis = "accession"
+    premis = _premis(r.type, r.body)
     return Event(
         seq=r.seq, time=r.time, type=r.type, case=r.case, item=r.item, actor=r.actor,
         actor_name=who.raw(r.actor), premis=premis, text=_text(r, who), status=r.status,

@@ -357,6 +357,9 @@ def test_access_annotate_deletion_request_words(chain):
     assert ev[n.entry.seq].text == ("note by Archive C: minaret visible at 0:14 [tags: geolocated, mosque] "
                                     "(location 36.2021, 37.1343)")
     assert ev[n.entry.seq].premis == "metadata modification"
+    # PREMIS 3 event types (docs/custody-events.md §5); a deletion request maps to none.
+    assert [ev[s.entry.seq].premis for s in (v, r, x, d)] == ["displaying", "dissemination", "dissemination", ""]
+    assert all(timeline.PREMIS_CODES[ev[s.entry.seq].premis] for s in (v, r, x, n))
     assert "Nothing was deleted" in ev[d.entry.seq].text and "never deletes originals" in ev[d.entry.seq].text
     assert "subject asked for removal" in ev[d.entry.seq].text
     # None of these acts moves custody.

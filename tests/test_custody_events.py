@@ -790,3 +790,97 @@ def test_odd_input_is_a_clear_error_and_records_nothing(tmp_path, args):
     assert r.stderr.startswith("error:") and "Traceback" not in r.stderr
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", r.stderr)
     assert len(_entries(vault)) == before
+
+
+# -- docs/vectors/custody.json (docs/custody-events.md §7) --------------------------------------
+
+VECTORS = Path(__file__).resolve().parent.parent / "docs" / "vectors" / "custody.json"
+
+
+def _vector_entries(scenario: dict) -> list[SignedEntry]:
+    out = []
+    for e in scenario["entries"]:
+        s = SignedEntry.from_bytes(e["canonical"].encode("utf-8"), base64.b64decode(e["signature"]))
+        assert s.entry.seq == e["seq"] and s.entry_hash == e["entry_hash"] == hashlib.sha256(s.canonical).hexdigest()
+        out.append(s)
+    return out
+
+
+def _independent_custody(entries: list[dict]) -> dict:
+    """docs/custody-events.md §3-§4 re-derived from the spec's table alone (plain dicts, no
+    evidencelock.timeline), for the entry types the vectors use."""
+    state: dict[tuple, dict] = {}
+    releases: dict[int, dict] = {}
+    findings = []
+    for e in entries:
+        body, key = e["body"], (e["case"], e["body"].get("item"))
+        st = state.setdefault(key, {"holder": None, "started": False, "pending": None})
+        if e["type"] == "ingest" and not st["started"]:
+            st["started"] = True
+            st["holder"] = e["actor"]
+        elif e["type"] == "transfer":
+            rel = {"seq": e["seq"], "actor": e["actor"], "to": body["to"], "hash": e["hash"], "status": "pending", "key": key}
+            releases[e["seq"]] = rel
+            pend = st["pending"]
+            if pend is not None:
+                pend["status"] = "superseded"
+                if pend["actor"] != e["actor"]:
+                    findings.append({"code": "custody-release-by-non-holder", "seq": e["seq"], "severity": "notice"})
+            elif st["holder"] != e["actor"]:
+                findings.append({"code": "custody-release-by-non-holder", "seq": e["seq"], "severity": "notice"})
+            st.update(holder=None, pending=rel, started=True)
+        elif e["type"] == "transfer-accept":
+            ref = body["transfer"]
+            rel = releases.get(ref["seq"])
+            ok = (rel is not None and rel["key"] == key and rel["hash"] == ref["entry_hash"] and rel is st["pending"]
+                  and rel["status"] == "pending" and e["actor"] == rel["to"] and body["from"] == rel["actor"])
+            if ok:
+                rel["status"] = "accepted"
+                st.update(holder=e["actor"], pending=None)
+            else:
+                findings.append({"code": "custody-accept", "seq": e["seq"], "severity": "fail"})
+        elif e["type"] == "derive":
+            state.setdefault((e["case"], body["original"]), {"holder": None, "started": False, "pending": None})
+    items = []
+    for (case, item), st in sorted(state.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        if item is None:
+            continue
+        items.append({"case": case, "item": item, "holder": st["holder"],
+                      "in_transit_to": st["pending"]["to"] if st["pending"] else None,
+                      "releases": {str(s): r["status"] for s, r in releases.items() if r["key"] == (case, item)}})
+    return {"items": items, "findings": sorted(findings, key=lambda f: f["seq"])}
+
+
+def test_custody_vectors_verify_and_give_the_expected_state():
+    doc = json.loads(VECTORS.read_text("utf-8"))
+    names = {"release-and-accept", "pending-release", "superseded-release", "accept-by-wrong-key",
+             "release-by-non-holder", "derivation"}
+    assert {s["name"] for s in doc["scenarios"]} == names
+    for k in doc["keys"]:
+        key = CustodianKey.from_seed(bytes.fromhex(k["seed"]), k["name"])
+        assert key.public.raw.hex() == k["public_key"] and key.key_id == k["key_id"]
+    for sc in doc["scenarios"]:
+        entries = _vector_entries(sc)
+        verify_chain(entries)  # every signature and the hash chain (ledger-format §5)
+        tl = timeline.build(entries, {})
+        got = {"items": [{"case": c, "item": i, "holder": ic.holder, "in_transit_to": ic.in_transit_to,
+                          "releases": {str(e.seq): e.status for e in ic.events if e.type == "transfer"}}
+                         for (c, i), ic in sorted(tl.items.items())],
+               "findings": [{"code": f.code, "seq": f.seq, "severity": f.severity} for f in tl.findings]}
+        assert got == sc["expected"], sc["name"]
+        plain = [{**json.loads(s.canonical), "hash": s.entry_hash} for s in entries]
+        assert _independent_custody(plain) == sc["expected"], sc["name"]
+
+
+def test_custody_vectors_detect_a_changed_acceptance():
+    """Re-signing the vector's acceptance with the other enrolled key turns it into a failure."""
+    doc = json.loads(VECTORS.read_text("utf-8"))
+    sc = [s for s in doc["scenarios"] if s["name"] == "release-and-accept"][0]
+    entries = _vector_entries(sc)
+    keys = {k["key_id"]: CustodianKey.from_seed(bytes.fromhex(k["seed"]), k["name"]) for k in doc["keys"]}
+    c_key = [k for k in keys.values() if k.public.name == "Archive C"][0]
+    last = entries[-1].entry
+    forged = SignedEntry.create(Entry(**{**last.to_json(), "actor": c_key.key_id}), c_key.sign)
+    tl = timeline.build(entries[:-1] + [forged], {})
+    assert [(f.code, f.seq) for f in tl.findings] == [("custody-accept", last.seq)]
+    assert tl.items[(last.case, last.item)].holder is None

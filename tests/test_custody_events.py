@@ -884,3 +884,23 @@ def test_custody_vectors_detect_a_changed_acceptance():
     tl = timeline.build(entries[:-1] + [forged], {})
     assert [(f.code, f.seq) for f in tl.findings] == [("custody-accept", last.seq)]
     assert tl.items[(last.case, last.item)].holder is None
+
+
+@pytest.mark.parametrize("point", ["after-ledger-commit", "between-files"])
+def test_derive_killed_between_its_ingest_and_its_link_completes_on_rerun(tmp_path, point):
+    vault, items = _cli_vault(tmp_path)
+    vid = items["VID_0001.mp4"]
+    trimmed = tmp_path / "VID_0001_trimmed.mp4"
+    trimmed.write_bytes(b"\x00\x00\x00\x18ftypmp42 video of the shelling, 0:10-0:40")
+    r = run_cli("derive", vid[:10], trimmed, "--action", "trimmed to 0:10-0:40", "--no-media", vault=vault,
+                env={"EVIDENCELOCK_TEST_KILL_AT": point})
+    assert r.code != 0  # killed: the copy's ingest is recorded, the derive entry is not
+    assert [e["type"] for e in _entries(vault)][-1] == "ingest"
+    assert not [e for e in _entries(vault) if e["type"] == "derive"]
+    r = run_cli("derive", vid[:10], trimmed, "--action", "trimmed to 0:10-0:40", "--no-media", "--json", vault=vault)
+    assert r.code == 0, r.stderr
+    assert r.json()["ingest"] == "already-recorded" and r.json()["already_linked"] is False
+    entries = _entries(vault)
+    copy = r.json()["derived"]
+    assert [e["type"] for e in entries if e["body"].get("item") == copy] == ["ingest", "derive"]
+    assert run_cli("verify", vault=vault).code == 0

@@ -32,15 +32,20 @@ def keys(ctx: click.Context, as_json: bool) -> None:
     with c.open_vault(ctx) as vault:
         with vault.ledger.reader() as conn:
             rows = conn.execute(select(schema.keys).order_by(schema.keys.c.enrolled_seq)).all()
-    data = [{"key_id": r.key_id, "name": r.name, "enrolled_seq": r.enrolled_seq, "revoked_seq": r.revoked_seq}
+        usable = set(custody.usable_keys(vault))
+        here = {r.key_id for r in rows if vault.key_path(r.key_id).is_file()}
+    data = [{"key_id": r.key_id, "name": r.name, "enrolled_seq": r.enrolled_seq, "revoked_seq": r.revoked_seq,
+             "private_key_here": r.key_id in here, "usable_here": r.key_id in usable}
             for r in rows]
     if as_json:
         emit_json(data)
         return
-    table = Table("key id", "custodian", "enrolled at entry", "revoked at entry")
+    table = Table("key id", "custodian", "enrolled at entry", "revoked at entry", "can sign here")
     for d in data:
         table.add_row(d["key_id"], escape(d["name"]), str(d["enrolled_seq"]),
-                      "" if d["revoked_seq"] is None else str(d["revoked_seq"]))
+                      "" if d["revoked_seq"] is None else str(d["revoked_seq"]),
+                      "yes" if d["usable_here"] else ("no (revoked)" if d["revoked_seq"] is not None else
+                                                      "no (private key held elsewhere)"))
     out.print(table)
 
 

@@ -904,3 +904,54 @@ def test_derive_killed_between_its_ingest_and_its_link_completes_on_rerun(tmp_pa
     copy = r.json()["derived"]
     assert [e["type"] for e in entries if e["body"].get("item") == copy] == ["ingest", "derive"]
     assert run_cli("verify", vault=vault).code == 0
+
+
+# -- acceptance by an import receipt in another organisation's ledger ----------------------------
+
+
+def _receipt(chain, rel, key, **over):
+    fields = dict(transfer_seq=rel.entry.seq, transfer_hash=rel.entry_hash, receiver=key.key_id,
+                  receiver_name=key.public.name, origin="lawyers.example/vault", time="2026-12-03T08:15:00.000000Z", seq=41)
+    fields.update(over)
+    return timeline.Receipt(**fields)
+
+
+def test_release_accepted_by_an_import_receipt(chain):
+    chain.ingest(chain.a)
+    rel = chain.release(chain.a, chain.b, note="sealed bag 17")
+    tl = timeline.build(chain.entries, {}, receipts=[_receipt(chain, rel, chain.b)])
+    assert tl.findings == []
+    ic = tl.items[("C1", ITEM)]
+    assert ic.holder == chain.b.key_id and ic.in_transit_to is None
+    ev = [e for e in ic.events if e.seq == rel.entry.seq][0]
+    assert ev.status == "accepted"
+    assert ev.text == ("transferred by Aleppo Media Centre, team 2 to Lawyer B (accepted by Lawyer B "
+                       "(lawyers.example/vault) on import, 2026-12-03 08:15) — sealed bag 17")
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda ch, rel: {"receiver": ch.c.key_id, "receiver_name": "Archive C"}, "not by the receiver"),
+    (lambda ch, rel: {"transfer_hash": "00" * 32}, "entry hash does not match"),
+    (lambda ch, rel: {"transfer_seq": rel.entry.seq - 1}, "no such transfer"),
+])
+def test_import_receipt_that_does_not_match_the_release_is_a_failure(chain, change, words):
+    chain.ingest(chain.a)
+    rel = chain.release(chain.a, chain.b)
+    tl = timeline.build(chain.entries, {}, receipts=[_receipt(chain, rel, chain.b, **change(chain, rel))])
+    [f] = tl.findings
+    assert f.code == "custody-accept" and f.severity == "fail" and words in f.message and "import receipt" in f.message
+    assert tl.items[("C1", ITEM)].holder is None  # still in transit
+
+
+def test_import_receipt_of_a_superseded_or_accepted_release_is_a_failure(chain):
+    chain.ingest(chain.a)
+    first = chain.release(chain.a, chain.b)
+    chain.release(chain.a, chain.c)
+    tl = timeline.build(chain.entries, {}, receipts=[_receipt(chain, first, chain.b)])
+    assert [f.code for f in tl.findings] == ["custody-accept"] and "superseded" in tl.findings[0].message
+    chain2 = Chain()
+    chain2.ingest(chain2.a)
+    rel = chain2.release(chain2.a, chain2.b)
+    chain2.accept(chain2.b, rel)
+    tl = timeline.build(chain2.entries, {}, receipts=[_receipt(chain2, rel, chain2.b)])
+    assert [f.code for f in tl.findings] == ["custody-accept"] and "already accepted" in tl.findings[0].message

@@ -471,7 +471,6 @@ def test_timeline_of_a_real_vault_transfer(vault, key, clock, tmp_path):
 # -- the real CLI --------------------------------------------------------------------------------
 
 import json  # noqa: E402
-import sqlite3  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from evidencelock.vault import Vault  # noqa: E402

@@ -235,3 +235,28 @@ def _is_canonical_safe(value, data) -> bool:
         return _is_canonical(value, data)
     except Exception:
         return False
+
+
+def test_batch_signature_check_finds_every_bad_signature_serial_and_forked():
+    import os
+    import threading
+
+    from evidencelock.keys import start_unverified_positions, unverified_positions
+
+    a, b = CustodianKey.generate("A"), CustodianKey.generate("B")
+    for n in (50, 4500):  # below and above the size at which workers are forked
+        batch = []
+        for i in range(n):
+            k = a if i % 3 else b
+            msg = f"entry {i}".encode()
+            batch.append((k.public.raw, msg, k.sign(msg)))
+        bad_at = {0, 7, n // 2, n - 1}
+        for i in bad_at:
+            raw, msg, sig = batch[i]
+            batch[i] = (raw, msg, sig[:10] + bytes([sig[10] ^ 1]) + sig[11:]) if i != 7 else (b.public.raw if raw == a.public.raw else a.public.raw, msg, sig)
+        batch.append((a.public.raw, b"short signature", b"\x00" * 10))
+        assert unverified_positions(batch) == sorted(bad_at | {n})
+        if n > 4000 and (os.cpu_count() or 1) > 1 and threading.active_count() == 1:
+            waiter = start_unverified_positions(batch)
+            assert waiter.__name__ == "wait"  # the forked path was taken
+            assert waiter() == sorted(bad_at | {n})

@@ -40,18 +40,23 @@ __all__ = [
     "ItemCustody",
     "Finding",
     "Timeline",
+    "Receipt",
     "build",
     "human_time",
     "events_by_seq",
     "PREMIS",
+    "PREMIS_CODES",
+    "PREMIS_URI",
     "DELETION_OUTCOME",
 ]
 
 # docs/custody-events.md §2: the fixed outcome text of a deletion request.
 DELETION_OUTCOME = "recorded; a write-once store never deletes originals"
 
-# docs/custody-events.md §5: PREMIS 3 event type (label of id.loc.gov/vocabulary/preservation/eventType)
-# of each entry type; "" where PREMIS has no equivalent.
+# docs/custody-events.md §5: PREMIS 3 event type (authoritative label in
+# id.loc.gov/vocabulary/preservation/eventType) of each entry type; "" where PREMIS has no
+# equivalent.  ``access`` depends on its action and an ``ingest`` with ``received`` is an
+# accession (see _premis).
 PREMIS: Mapping[str, str] = {
     "ingest": "ingestion",
     "transfer": "transfer",
@@ -59,13 +64,33 @@ PREMIS: Mapping[str, str] = {
     "access": "dissemination",
     "derive": "creation",
     "annotate": "metadata modification",
-    "deletion-request": "deaccession",
+    "deletion-request": "",  # a request, not a deaccession or deletion (none is ever performed)
     "audit": "fixity check",
     "export": "dissemination",
     "key-enroll": "",
     "key-revoke": "",
     "checkpoint": "",
 }
+# Label -> code of the id.loc.gov URI http://id.loc.gov/vocabulary/preservation/eventType/<code>.
+PREMIS_CODES: Mapping[str, str] = {
+    "ingestion": "ing",
+    "accession": "acc",
+    "transfer": "tra",
+    "displaying": "dsp",
+    "dissemination": "dis",
+    "creation": "cre",
+    "metadata modification": "mem",
+    "fixity check": "fix",
+}
+PREMIS_URI = "http://id.loc.gov/vocabulary/preservation/eventType/"
+
+
+def _premis(type_: str, body: Mapping[str, Any]) -> str:
+    if type_ == "ingest" and isinstance(body.get("received"), Mapping):
+        return "accession"
+    if type_ == "access" and body.get("action") == "view":
+        return "displaying"
+    return PREMIS.get(type_, "")
 
 
 @dataclass(frozen=True)
@@ -158,6 +183,8 @@ class _Rec:
     release: "_Rec | None" = None
     # derive: the mirror record on the original ("original") or the derived copy ("copy")
     derive_side: str = ""
+    # transfer accepted by an import receipt in another organisation's ledger
+    receipt: "Receipt | None" = None
 
 
 @dataclass
@@ -220,11 +247,30 @@ def _ref(v: Any) -> tuple[int, str] | None:
     return None
 
 
-def build(entries: Iterable[SignedEntry], names: Mapping[str, str]) -> Timeline:
+@dataclass(frozen=True)
+class Receipt:
+    """A receiving organisation's signed import receipt of a release in ``entries`` (an
+    ``ingest`` entry with ``received.transfer`` in the receiver's ledger, docs/bundle-format.md):
+    its acceptance of that release, made in another ledger.  The caller has verified the
+    receipt's signature and that it belongs to the bundle these entries came from."""
+
+    transfer_seq: int  # received.transfer.seq
+    transfer_hash: str  # received.transfer.entry_hash
+    receiver: str  # key id: the receipt's actor
+    receiver_name: str
+    origin: str  # the receiving log's origin
+    time: str  # the receipt's time (§2.3)
+    seq: int  # the receipt's seq in the receiving log
+
+
+def build(entries: Iterable[SignedEntry], names: Mapping[str, str], *, receipts: Iterable[Receipt] = ()) -> Timeline:
     """Custody state, plain-words events and custody findings of ``entries`` (ascending seq).
 
     ``names`` maps key ids to enrolled names; names enrolled by ``key-enroll`` entries among
-    ``entries`` fill in the ones it lacks.
+    ``entries`` fill in the ones it lacks.  ``receipts``: acceptances of releases in
+    ``entries`` signed in another organisation's ledger (import); each must name a release that
+    is still pending at the end of ``entries``, by its receiver, or it is a ``custody-accept``
+    failure (naming the receipt).
     """
     who = _Names(names)
     states: dict[tuple[str, str], _State] = {}
@@ -304,6 +350,9 @@ def build(entries: Iterable[SignedEntry], names: Mapping[str, str]) -> Timeline:
                               related=[link[0]] if link is not None else [])
                 state(e.case, orig).recs.append(mirror)
 
+    for rc in receipts:
+        _apply_receipt(rc, releases, states, who, findings)
+
     items: dict[tuple[str, str], ItemCustody] = {}
     for (case, item), st in states.items():
         pend = st.pending
@@ -370,6 +419,37 @@ def _accept(rec: _Rec, st: _State, releases: Mapping[int, _Rec], who: _Names, fi
     st.holder = rec.actor
 
 
+def _apply_receipt(rc: Receipt, releases: Mapping[int, _Rec], states: Mapping[tuple[str, str], _State], who: _Names,
+                   findings: list[Finding]) -> None:
+    rel = releases.get(rc.transfer_seq)
+    where = (f"import receipt (entry {rc.seq} of {printable(rc.origin)}) of transfer entry {rc.transfer_seq}")
+    st = states.get((rel.case, rel.item)) if rel is not None and rel.item is not None else None
+    if rel is None or st is None:
+        problem = f"no such transfer among these entries; expected=a transfer entry found=entry {rc.transfer_seq}"
+    elif rc.transfer_hash != rel.hash:
+        problem = f"the release's entry hash does not match; expected={rel.hash} found={printable(rc.transfer_hash)}"
+    elif rc.receiver != _str(rel.body.get("to")):
+        problem = (f"signed by {printable(rc.receiver_name) or rc.receiver[:16]}, not by the receiver the release names; "
+                   f"expected={_str(rel.body.get('to'))} found={rc.receiver}")
+    elif rel.status == "accepted":
+        assert rel.accepted_by is not None
+        problem = f"the release was already accepted (entry {rel.accepted_by.seq}); expected=a pending release"
+    elif rel is not st.pending:
+        problem = f"the release was superseded by entry {rel.superseded_by}; expected=the pending release"
+    else:
+        problem = ""
+    if problem:
+        findings.append(Finding("custody-accept", rc.transfer_seq, f"{where}: {problem}", "fail"))
+        return
+    assert rel is not None and st is not None
+    rel.status = "accepted"
+    rel.accepted_by = _Rec(rc.seq, rc.time, "transfer-accept", rel.case, rel.item, rc.receiver, {})
+    rel.receipt = rc
+    st.pending = None
+    st.holder = rc.receiver
+    who.learn(rc.receiver, rc.receiver_name)
+
+
 def _check_derive_link(rec: _Rec, link: tuple[int, str], first_ingest: Mapping[tuple[str, str], _Rec],
                        seen: set[int], orig: Any, findings: list[Finding]) -> None:
     """A derive entry's ``original_ingest`` MUST be the original's first ingest in the case
@@ -400,9 +480,7 @@ def _check_derive_link(rec: _Rec, link: tuple[int, str], first_ingest: Mapping[t
 
 
 def _event(r: _Rec, who: _Names) -> Event:
-    premis = PREMIS.get(r.type, "")
-    if r.type == "ingest" and isinstance(r.body.get("received"), Mapping):
-        premis = "accession"
+    premis = _premis(r.type, r.body)
     return Event(
         seq=r.seq, time=r.time, type=r.type, case=r.case, item=r.item, actor=r.actor,
         actor_name=who.raw(r.actor), premis=premis, text=_text(r, who), status=r.status,
@@ -480,7 +558,11 @@ def _transfer_text(r: _Rec, who: _Names) -> str:
     b = r.body
     to = who.who(_str(b.get("to")) or None, b.get("to_name"))
     frm = who.who(r.actor)
-    if r.status == "accepted" and r.accepted_by is not None:
+    if r.status == "accepted" and r.receipt is not None:
+        rc = r.receipt
+        text = (f"transferred by {frm} to {to} (accepted by {who.who(rc.receiver, rc.receiver_name)} "
+                f"({printable(rc.origin)}) on import, {human_time(rc.time)})")
+    elif r.status == "accepted" and r.accepted_by is not None:
         text = f"transferred by {frm} to {to} (accepted {human_time(r.accepted_by.time)}, entry {r.accepted_by.seq})"
     elif r.status == "superseded":
         text = f"released by {frm} to {to} (superseded by entry {r.superseded_by}, never accepted)"

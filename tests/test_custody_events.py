@@ -357,6 +357,9 @@ def test_access_annotate_deletion_request_words(chain):
     assert ev[n.entry.seq].text == ("note by Archive C: minaret visible at 0:14 [tags: geolocated, mosque] "
                                     "(location 36.2021, 37.1343)")
     assert ev[n.entry.seq].premis == "metadata modification"
+    # PREMIS 3 event types (docs/custody-events.md §5); a deletion request maps to none.
+    assert [ev[s.entry.seq].premis for s in (v, r, x, d)] == ["displaying", "dissemination", "dissemination", ""]
+    assert all(timeline.PREMIS_CODES[ev[s.entry.seq].premis] for s in (v, r, x, n))
     assert "Nothing was deleted" in ev[d.entry.seq].text and "never deletes originals" in ev[d.entry.seq].text
     assert "subject asked for removal" in ev[d.entry.seq].text
     # None of these acts moves custody.
@@ -468,7 +471,6 @@ def test_timeline_of_a_real_vault_transfer(vault, key, clock, tmp_path):
 # -- the real CLI --------------------------------------------------------------------------------
 
 import json  # noqa: E402
-import sqlite3  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from evidencelock.vault import Vault  # noqa: E402
@@ -787,3 +789,168 @@ def test_odd_input_is_a_clear_error_and_records_nothing(tmp_path, args):
     assert r.stderr.startswith("error:") and "Traceback" not in r.stderr
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", r.stderr)
     assert len(_entries(vault)) == before
+
+
+# -- docs/vectors/custody.json (docs/custody-events.md §7) --------------------------------------
+
+VECTORS = Path(__file__).resolve().parent.parent / "docs" / "vectors" / "custody.json"
+
+
+def _vector_entries(scenario: dict) -> list[SignedEntry]:
+    out = []
+    for e in scenario["entries"]:
+        s = SignedEntry.from_bytes(e["canonical"].encode("utf-8"), base64.b64decode(e["signature"]))
+        assert s.entry.seq == e["seq"] and s.entry_hash == e["entry_hash"] == hashlib.sha256(s.canonical).hexdigest()
+        out.append(s)
+    return out
+
+
+def _independent_custody(entries: list[dict]) -> dict:
+    """docs/custody-events.md §3-§4 re-derived from the spec's table alone (plain dicts, no
+    evidencelock.timeline), for the entry types the vectors use."""
+    state: dict[tuple, dict] = {}
+    releases: dict[int, dict] = {}
+    findings = []
+    for e in entries:
+        body, key = e["body"], (e["case"], e["body"].get("item"))
+        st = state.setdefault(key, {"holder": None, "started": False, "pending": None})
+        if e["type"] == "ingest" and not st["started"]:
+            st["started"] = True
+            st["holder"] = e["actor"]
+        elif e["type"] == "transfer":
+            rel = {"seq": e["seq"], "actor": e["actor"], "to": body["to"], "hash": e["hash"], "status": "pending", "key": key}
+            releases[e["seq"]] = rel
+            pend = st["pending"]
+            if pend is not None:
+                pend["status"] = "superseded"
+                if pend["actor"] != e["actor"]:
+                    findings.append({"code": "custody-release-by-non-holder", "seq": e["seq"], "severity": "notice"})
+            elif st["holder"] != e["actor"]:
+                findings.append({"code": "custody-release-by-non-holder", "seq": e["seq"], "severity": "notice"})
+            st.update(holder=None, pending=rel, started=True)
+        elif e["type"] == "transfer-accept":
+            ref = body["transfer"]
+            rel = releases.get(ref["seq"])
+            ok = (rel is not None and rel["key"] == key and rel["hash"] == ref["entry_hash"] and rel is st["pending"]
+                  and rel["status"] == "pending" and e["actor"] == rel["to"] and body["from"] == rel["actor"])
+            if ok:
+                rel["status"] = "accepted"
+                st.update(holder=e["actor"], pending=None)
+            else:
+                findings.append({"code": "custody-accept", "seq": e["seq"], "severity": "fail"})
+        elif e["type"] == "derive":
+            state.setdefault((e["case"], body["original"]), {"holder": None, "started": False, "pending": None})
+    items = []
+    for (case, item), st in sorted(state.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        if item is None:
+            continue
+        items.append({"case": case, "item": item, "holder": st["holder"],
+                      "in_transit_to": st["pending"]["to"] if st["pending"] else None,
+                      "releases": {str(s): r["status"] for s, r in releases.items() if r["key"] == (case, item)}})
+    return {"items": items, "findings": sorted(findings, key=lambda f: f["seq"])}
+
+
+def test_custody_vectors_verify_and_give_the_expected_state():
+    doc = json.loads(VECTORS.read_text("utf-8"))
+    names = {"release-and-accept", "pending-release", "superseded-release", "accept-by-wrong-key",
+             "release-by-non-holder", "derivation"}
+    assert {s["name"] for s in doc["scenarios"]} == names
+    for k in doc["keys"]:
+        key = CustodianKey.from_seed(bytes.fromhex(k["seed"]), k["name"])
+        assert key.public.raw.hex() == k["public_key"] and key.key_id == k["key_id"]
+    for sc in doc["scenarios"]:
+        entries = _vector_entries(sc)
+        verify_chain(entries)  # every signature and the hash chain (ledger-format §5)
+        tl = timeline.build(entries, {})
+        got = {"items": [{"case": c, "item": i, "holder": ic.holder, "in_transit_to": ic.in_transit_to,
+                          "releases": {str(e.seq): e.status for e in ic.events if e.type == "transfer"}}
+                         for (c, i), ic in sorted(tl.items.items())],
+               "findings": [{"code": f.code, "seq": f.seq, "severity": f.severity} for f in tl.findings]}
+        assert got == sc["expected"], sc["name"]
+        plain = [{**json.loads(s.canonical), "hash": s.entry_hash} for s in entries]
+        assert _independent_custody(plain) == sc["expected"], sc["name"]
+
+
+def test_custody_vectors_detect_a_changed_acceptance():
+    """Re-signing the vector's acceptance with the other enrolled key turns it into a failure."""
+    doc = json.loads(VECTORS.read_text("utf-8"))
+    sc = [s for s in doc["scenarios"] if s["name"] == "release-and-accept"][0]
+    entries = _vector_entries(sc)
+    keys = {k["key_id"]: CustodianKey.from_seed(bytes.fromhex(k["seed"]), k["name"]) for k in doc["keys"]}
+    c_key = [k for k in keys.values() if k.public.name == "Archive C"][0]
+    last = entries[-1].entry
+    forged = SignedEntry.create(Entry(**{**last.to_json(), "actor": c_key.key_id}), c_key.sign)
+    tl = timeline.build(entries[:-1] + [forged], {})
+    assert [(f.code, f.seq) for f in tl.findings] == [("custody-accept", last.seq)]
+    assert tl.items[(last.case, last.item)].holder is None
+
+
+@pytest.mark.parametrize("point", ["after-ledger-commit", "between-files"])
+def test_derive_killed_between_its_ingest_and_its_link_completes_on_rerun(tmp_path, point):
+    vault, items = _cli_vault(tmp_path)
+    vid = items["VID_0001.mp4"]
+    trimmed = tmp_path / "VID_0001_trimmed.mp4"
+    trimmed.write_bytes(b"\x00\x00\x00\x18ftypmp42 video of the shelling, 0:10-0:40")
+    r = run_cli("derive", vid[:10], trimmed, "--action", "trimmed to 0:10-0:40", "--no-media", vault=vault,
+                env={"EVIDENCELOCK_TEST_KILL_AT": point})
+    assert r.code != 0  # killed: the copy's ingest is recorded, the derive entry is not
+    assert [e["type"] for e in _entries(vault)][-1] == "ingest"
+    assert not [e for e in _entries(vault) if e["type"] == "derive"]
+    r = run_cli("derive", vid[:10], trimmed, "--action", "trimmed to 0:10-0:40", "--no-media", "--json", vault=vault)
+    assert r.code == 0, r.stderr
+    assert r.json()["ingest"] == "already-recorded" and r.json()["already_linked"] is False
+    entries = _entries(vault)
+    copy = r.json()["derived"]
+    assert [e["type"] for e in entries if e["body"].get("item") == copy] == ["ingest", "derive"]
+    assert run_cli("verify", vault=vault).code == 0
+
+
+# -- acceptance by an import receipt in another organisation's ledger ----------------------------
+
+
+def _receipt(chain, rel, key, **over):
+    fields = dict(transfer_seq=rel.entry.seq, transfer_hash=rel.entry_hash, receiver=key.key_id,
+                  receiver_name=key.public.name, origin="lawyers.example/vault", time="2026-12-03T08:15:00.000000Z", seq=41)
+    fields.update(over)
+    return timeline.Receipt(**fields)
+
+
+def test_release_accepted_by_an_import_receipt(chain):
+    chain.ingest(chain.a)
+    rel = chain.release(chain.a, chain.b, note="sealed bag 17")
+    tl = timeline.build(chain.entries, {}, receipts=[_receipt(chain, rel, chain.b)])
+    assert tl.findings == []
+    ic = tl.items[("C1", ITEM)]
+    assert ic.holder == chain.b.key_id and ic.in_transit_to is None
+    ev = [e for e in ic.events if e.seq == rel.entry.seq][0]
+    assert ev.status == "accepted"
+    assert ev.text == ("transferred by Aleppo Media Centre, team 2 to Lawyer B (accepted by Lawyer B "
+                       "(lawyers.example/vault) on import, 2026-12-03 08:15) — sealed bag 17")
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda ch, rel: {"receiver": ch.c.key_id, "receiver_name": "Archive C"}, "not by the receiver"),
+    (lambda ch, rel: {"transfer_hash": "00" * 32}, "entry hash does not match"),
+    (lambda ch, rel: {"transfer_seq": rel.entry.seq - 1}, "no such transfer"),
+])
+def test_import_receipt_that_does_not_match_the_release_is_a_failure(chain, change, words):
+    chain.ingest(chain.a)
+    rel = chain.release(chain.a, chain.b)
+    tl = timeline.build(chain.entries, {}, receipts=[_receipt(chain, rel, chain.b, **change(chain, rel))])
+    [f] = tl.findings
+    assert f.code == "custody-accept" and f.severity == "fail" and words in f.message and "import receipt" in f.message
+    assert tl.items[("C1", ITEM)].holder is None  # still in transit
+
+
+def test_import_receipt_of_a_superseded_or_accepted_release_is_a_failure(chain):
+    chain.ingest(chain.a)
+    first = chain.release(chain.a, chain.b)
+    chain.release(chain.a, chain.c)
+    tl = timeline.build(chain.entries, {}, receipts=[_receipt(chain, first, chain.b)])
+    assert [f.code for f in tl.findings] == ["custody-accept"] and "superseded" in tl.findings[0].message
+    chain2 = Chain()
+    chain2.ingest(chain2.a)
+    rel = chain2.release(chain2.a, chain2.b)
+    chain2.accept(chain2.b, rel)
+    tl = timeline.build(chain2.entries, {}, receipts=[_receipt(chain2, rel, chain2.b)])
+    assert [f.code for f in tl.findings] == ["custody-accept"] and "already accepted" in tl.findings[0].message

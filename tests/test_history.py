@@ -178,3 +178,85 @@ def test_history_of_an_item_with_many_events_uses_the_index_and_is_fast(tmp_path
     assert h.ok and len(h.cases[0].events) == n + 1
     assert h.signatures_checked == n + 1 + 1
     assert elapsed < 5.0, elapsed  # generous on a shared test machine; bench/custody.py holds the real figure
+
+
+# -- the fast canonical check used when reading entries (evidencelock/entry.py) -------------------
+
+import json  # noqa: E402
+
+import rfc8785  # noqa: E402
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from evidencelock.entry import _is_canonical  # noqa: E402
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=("Cs",))),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=("Cs",)), max_size=4),
+        inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json)
+def test_fast_canonical_check_agrees_with_rfc8785(value):
+    try:
+        reference = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        reference = None
+    variants = [json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"),
+                json.dumps(value, sort_keys=True, separators=(",", ":")).encode(),
+                json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"),
+                json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")]
+    if reference is not None:
+        variants.append(reference)
+    for data in variants:
+        expected = reference is not None and data == reference
+        try:
+            got = _is_canonical(value, data)
+        except Exception:  # the reference path raises for values RFC 8785 refuses
+            got = False
+        assert got == expected, (value, data)
+
+
+def test_fast_canonical_check_refuses_what_rfc8785_refuses():
+    big = {"n": 2**60}
+    assert not _is_canonical_safe(big, json.dumps(big, separators=(",", ":")).encode())
+    # Member names beyond the BMP: UTF-16 order differs from code-point order.
+    obj = {"\U0001f600": 1, "\uff01": 2}
+    by_codepoint = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert by_codepoint != rfc8785.dumps(obj)
+    assert not _is_canonical(obj, by_codepoint) and _is_canonical(obj, rfc8785.dumps(obj))
+
+
+def _is_canonical_safe(value, data) -> bool:
+    try:
+        return _is_canonical(value, data)
+    except Exception:
+        return False
+
+
+def test_batch_signature_check_finds_every_bad_signature_serial_and_forked():
+    import os
+    import threading
+
+    from evidencelock.keys import start_unverified_positions, unverified_positions
+
+    a, b = CustodianKey.generate("A"), CustodianKey.generate("B")
+    for n in (50, 4500):  # below and above the size at which workers are forked
+        batch = []
+        for i in range(n):
+            k = a if i % 3 else b
+            msg = f"entry {i}".encode()
+            batch.append((k.public.raw, msg, k.sign(msg)))
+        bad_at = {0, 7, n // 2, n - 1}
+        for i in bad_at:
+            raw, msg, sig = batch[i]
+            batch[i] = (raw, msg, sig[:10] + bytes([sig[10] ^ 1]) + sig[11:]) if i != 7 else (b.public.raw if raw == a.public.raw else a.public.raw, msg, sig)
+        batch.append((a.public.raw, b"short signature", b"\x00" * 10))
+        assert unverified_positions(batch) == sorted(bad_at | {n})
+        if n > 4000 and (os.cpu_count() or 1) > 1 and threading.active_count() == 1:
+            waiter = start_unverified_positions(batch)
+            assert waiter.__name__ == "wait"  # the forked path was taken
+            assert waiter() == sorted(bad_at | {n})

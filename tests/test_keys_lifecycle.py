@@ -249,3 +249,16 @@ def test_key_entries_in_the_bundle_name_rotation(tmp_path):
     bodies = [json.loads(base64.b64decode(json.loads(x)["canonical"]))["body"] for x in lines]
     assert any("successor_of" in b for b in bodies) and any("successor" in b for b in bodies)
     assert PASSPHRASE
+
+
+def test_keys_list_says_which_keys_can_sign_here(tmp_path):
+    vault = _vault(tmp_path)
+    _add(vault, "Lawyer B", B_PASS)
+    other = CustodianKey.generate("Court registry")
+    (tmp_path / "c.pem").write_bytes(other.public.to_pem())
+    assert run_cli("keys", "add", "Court registry", "--public-key", tmp_path / "c.pem", vault=vault).code == 0
+    assert run_cli("keys", "revoke", "Lawyer B", "--reason", "left the team", vault=vault).code == 0
+    rows = {k["name"]: (k["private_key_here"], k["usable_here"]) for k in run_cli("keys", "--json", vault=vault).json()}
+    assert rows == {"Team A": (True, True), "Lawyer B": (True, False), "Court registry": (False, False)}
+    human = run_cli("keys", vault=vault, env={"COLUMNS": "250"}).stdout
+    assert "no (revoked)" in human and "no (private key held elsewhere)" in human

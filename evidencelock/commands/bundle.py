@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 @click.command(epilog=EXIT_CODES_HELP)
 @click.option("--case", "case", required=True, help="Case whose items are exported.")
-@click.option("--item", "items", multiple=True, help="Only this item (SHA-256, at least 6 hex digits); repeatable.")
+@click.option("--item", "items", multiple=True, help="Only this item (SHA-256 prefix of at least 6 hex digits, or an original file name); repeatable.")
 @click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
               help="Bundle to write: a new folder, or a .zip file.")
 @click.option("--custodian", default=None, help="Sign the export as this custodian (name or key id).")
@@ -56,7 +56,9 @@ def export(ctx: click.Context, case: str, items: tuple[str, ...], output: Path, 
             raise InputError(f"cannot read the TSA certificate: {exc.strerror}", subject=str(p)) from None
     with c.open_vault(ctx, writable=True) as vault:
         key = c.unlock(vault, custodian)
-        result = export_bundle(vault, case=case, out=output, key=key, now=c.utc_now, items=list(items) or None,
+        from ..show import find_item  # an ITEM is a digest prefix or an original file name (issue 10)
+
+        result = export_bundle(vault, case=case, out=output, key=key, now=c.utc_now, items=[find_item(vault, i) for i in items] or None,
                                tsa_urls=tsa_urls, tsa_certificates=certs, tsa_timeout=tsa_timeout,
                                jobs=jobs, report=not no_report, purpose=purpose)
     if as_json:

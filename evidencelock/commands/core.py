@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +178,8 @@ def log(ctx: click.Context, case: str | None, type_: str | None, limit: int | No
 @click.pass_context
 @handle_errors
 def show(ctx: click.Context, item: str, as_json: bool) -> None:
-    """One item (digest prefix, at least 6 hex digits): metadata, fingerprints, custody."""
+    """One item (digest prefix of at least 6 hex digits, or an original file name): metadata,
+    fingerprints, custody in plain words."""
     from ..show import item_details
 
     with c.open_vault(ctx) as vault:

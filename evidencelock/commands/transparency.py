@@ -127,7 +127,9 @@ def timestamp_attach(ctx: click.Context, checkpoint_id: int, tsr_file: str, tsa_
 def prove(ctx: click.Context, item: str, checkpoint_file: str | None, as_json: bool) -> None:
     """Inclusion proofs of an item's entries against a checkpoint, verified before printing."""
     with c.open_vault(ctx) as vault:
-        sha = tr.resolve_item(vault, item)
+        from ..show import find_item  # digest prefix or original file name (custody-events, issue 10)
+
+        sha = find_item(vault, item)
         if checkpoint_file:
             note_text = _text(checkpoint_file, "checkpoint")
         else:

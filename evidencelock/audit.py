@@ -120,6 +120,7 @@ def verify_vault(vault: Vault, *, all_digests: bool = False, jobs: int | None = 
                 _check_tree(vault, report, leaf_hashes)
                 _check_derived(vault, report, recorded, derivation)
                 _check_imports(vault, report)
+                _check_custody(vault, report)
                 unrecorded = _check_objects(vault, report, recorded, listing, hashing, all_digests=all_digests,
                                             progress=progress, shard=shard)
             finally:
@@ -134,6 +135,15 @@ def _check_imports(vault: Vault, report: VerifyReport) -> None:
     from .importer import check_imports
 
     check_imports(vault, report.receipts, report.add)
+
+
+def _check_custody(vault: Vault, report: VerifyReport) -> None:
+    """Custody rules over the signed entries (docs/custody-events.md §4): an acceptance that
+    breaks them is an error (``custody-accept``), a release by a non-holder a notice."""
+    from .custody import custody_findings
+
+    for f in custody_findings(vault):
+        report.add(f.code, f"entry {f.seq}", f.message, "error" if f.severity == "fail" else "notice")
 
 
 def _report_unrecorded(vault: Vault, report: VerifyReport, unrecorded: list[tuple[str, str]], snapshot_size: int) -> None:

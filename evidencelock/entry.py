@@ -39,10 +39,12 @@ ENTRY_TYPES = frozenset(
     {
         "ingest",
         "transfer",
+        "transfer-accept",
         "access",
         "export",
         "derive",
         "annotate",
+        "deletion-request",
         "audit",
         "key-enroll",
         "key-revoke",
@@ -137,7 +139,7 @@ class Entry:
             raise FormatError(exc.message, subject=subject) from None
         # §2.1: the stored bytes MUST be the canonical form, so that the hash and the
         # signature cover one unambiguous representation.
-        if canonicalize(obj) != data:
+        if not _is_canonical(obj, data):
             raise FormatError("entry bytes are not RFC 8785 canonical", subject=subject)
         return entry
 
@@ -145,6 +147,34 @@ class Entry:
     def item(self) -> str | None:
         value = self.body.get("item")
         return value if isinstance(value, str) else None
+
+
+# Bytes for which Python's C JSON encoder might agree with the data where RFC 8785 does not:
+# a 4-byte UTF-8 sequence (a character beyond U+FFFF: RFC 8785 sorts member names by UTF-16
+# code units, Python by code points) or a run of 16+ digits (an integer beyond the I-JSON range,
+# which RFC 8785 refuses).  Those entries take the reference implementation's path.
+_LONG_DIGITS = re.compile(rb"[0-9]{16}")
+
+
+def _is_canonical(obj: Any, data: bytes) -> bool:
+    """``data`` is exactly the RFC 8785 form of ``obj`` (already checked: no floats, §2.1).
+
+    Fast path: for strings, booleans, null, safe integers, arrays and objects whose member
+    names lie in the Basic Multilingual Plane, RFC 8785 output is byte-identical to Python's
+    ``json.dumps`` with sorted keys, no whitespace and no ASCII escaping (the same escapes:
+    quote, backslash, the five short forms, other controls as lowercase u00xx; code-point order
+    equals UTF-16 order within the BMP).  Anything else, and any difference, is decided by the
+    reference canonicaliser, so the fast path can only say yes where RFC 8785 says yes.
+    """
+    if max(data, default=0) < 0xF0 and not _LONG_DIGITS.search(data):
+        try:
+            fast = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError, UnicodeEncodeError):
+            fast = None
+        if fast == data:
+            return True
+    return canonicalize(obj) == data
 
 
 def _check_fields(e: Entry) -> None:

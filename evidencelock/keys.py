@@ -15,6 +15,7 @@ import base64
 import hashlib
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,8 @@ __all__ = [
     "CustodianKey",
     "key_id_for",
     "verify_ed25519",
+    "unverified_positions",
+    "start_unverified_positions",
     "public_key_from_pem",
     "KdfParams",
     "DEFAULT_KDF",
@@ -218,6 +221,86 @@ def verify_ed25519(public_raw: bytes, message: bytes, signature: bytes, *, subje
         ) from None
     except ValueError as exc:
         raise SignatureError(f"unusable public key: {exc}", subject=subject) from None
+
+
+# Batch state for forked workers of unverified_positions: set before the fork, read by the
+# children (copy-on-write), so no entry bytes are pickled.
+_BATCH: list[tuple[bytes, bytes, bytes]] = []
+_PARALLEL_MIN = 4000
+
+
+def _check_range(bounds: tuple[int, int]) -> list[int]:
+    bad = []
+    keys: dict[bytes, Ed25519PublicKey] = {}
+    for i in range(bounds[0], bounds[1]):
+        raw, message, signature = _BATCH[i]
+        try:
+            key = keys.get(raw)
+            if key is None:
+                key = keys[raw] = Ed25519PublicKey.from_public_bytes(raw)
+            if len(signature) != ED25519_SIGNATURE_LEN:
+                raise InvalidSignature()
+            key.verify(signature, message)
+        except (InvalidSignature, ValueError):
+            bad.append(i)
+    return bad
+
+
+def unverified_positions(batch: list[tuple[bytes, bytes, bytes]]) -> list[int]:
+    """Positions in ``batch`` of (raw public key, message, signature) whose Ed25519 signature
+    does NOT verify: every signature is checked (a collecting check, as audits do; callers
+    re-check the positions returned with :func:`verify_ed25519` to name the problem)."""
+    return start_unverified_positions(batch)()
+
+
+def start_unverified_positions(batch: list[tuple[bytes, bytes, bytes]]) -> Callable[[], list[int]]:
+    """:func:`unverified_positions`, started: returns a function that waits for the result, so
+    the caller can work meanwhile.
+
+    Large batches are split over forked worker processes when this process runs a single
+    thread (Ed25519 verification holds the GIL, so threads would not help); otherwise, or if a
+    worker cannot be started, they are checked in this process when the result is asked for."""
+    import threading
+
+    global _BATCH
+    workers = min(4, os.cpu_count() or 1)
+
+    def here() -> list[int]:
+        global _BATCH
+        _BATCH = batch
+        try:
+            return _check_range((0, len(batch)))
+        finally:
+            _BATCH = []
+
+    if len(batch) < _PARALLEL_MIN or workers < 2 or threading.active_count() != 1 or not hasattr(os, "fork"):
+        return here
+    import multiprocessing
+
+    step = -(-len(batch) // workers)
+    ranges = [(lo, min(len(batch), lo + step)) for lo in range(0, len(batch), step)]
+    _BATCH = batch
+    try:
+        pool = multiprocessing.get_context("fork").Pool(len(ranges))
+    except OSError:
+        _BATCH = []
+        return here
+    try:
+        result = pool.map_async(_check_range, ranges)
+    except BaseException:
+        pool.terminate()
+        _BATCH = []
+        raise
+    _BATCH = []  # the children have their copy
+
+    def wait() -> list[int]:
+        try:
+            return sorted(i for part in result.get() for i in part)
+        finally:
+            pool.terminate()
+            pool.join()
+
+    return wait
 
 
 def public_key_from_pem(data: bytes) -> bytes:

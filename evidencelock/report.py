@@ -13,6 +13,7 @@ import base64
 import html
 import io
 import json
+import re
 from typing import Any
 
 from ._text import printable
@@ -75,6 +76,8 @@ def does_not_prove(ctx: Any) -> list[str]:
         "Who holds the signing keys. The keys are identified by their key ids; a reader should obtain the "
         "organisation's key ids independently and compare (verify-bundle --trusted-key).",
         "Anything about other files or other cases in the same log: only the records in this bundle were shown.",
+        "That the custodian shown as holding an item really has it: custody is what the signed records say (a release "
+        "by the holder, then the receiver's signed acceptance); a transfer without an acceptance is shown as pending.",
         "That no record about these files was left out: the exporter signs the list of records it included, so a "
         "record removed afterwards is detected, but someone holding an enrolled key could export a bundle that omits "
         "records; compare with a bundle or audit obtained from another custodian.",
@@ -103,6 +106,241 @@ def _custody(ctx: Any, sha: str) -> list[dict[str, Any]]:
         rows.append({"seq": seq, "time": e.time, "type": e.type, "custodian": names.get(e.actor, ""),
                      "key": e.actor, "what": what})
     return rows
+
+
+# -- custody in plain words (issue 10) ---------------------------------------------------------
+# State and words come from evidencelock.timeline (one module for both); the functions below only
+# lay them out.  Every input is an included entry or an enrolled name (§4.7 "Human files"), so the
+# verifier renders the same bytes; no clock, no host, order by seq.
+
+_STATUS_WORDS = {"accepted": "accepted by the receiver",
+                 "pending": "PENDING: not accepted by the receiver",
+                 "superseded": "superseded, never accepted"}
+
+
+class _CustodyView:
+    """The custody timeline of the bundle's entries, with the names and item labels every row
+    needs, computed once per rendering (a case has up to 10,000 items)."""
+
+    def __init__(self, ctx: Any) -> None:
+        from .timeline import build
+
+        self.names = _names(ctx)
+        tl = build([ctx.entries[s] for s in sorted(ctx.entries)], self.names)
+        self.items, self.case_events, self.findings = tl.items, tl.case_events, tl.findings
+        self.labels = _item_labels(ctx)
+        self.revoked = {ev.body["key_id"]: ev for evs in tl.case_events.values() for ev in evs
+                        if ev.type == "key-revoke" and isinstance(ev.body.get("key_id"), str)}
+
+
+def _custody_timeline(ctx: Any) -> _CustodyView:
+    return _CustodyView(ctx)
+
+
+def _who(key_id: str, names: dict[str, str], name: str = "") -> str:
+    """A custodian for a person: the enrolled name and a short key id (the full id is in the keys table)."""
+    name = name or names.get(key_id, "")
+    return f"{name} (key {key_id[:8]})" if name else f"key {key_id[:16]}…"
+
+
+def _who_html(key_id: str, names: dict[str, str], name: str = "") -> str:
+    name = name or names.get(key_id, "")
+    key = f'<span class="small mono">key {key_id[:8]}</span>'
+    return f"{html.escape(name)}<br>{key}" if name else key
+
+
+def _item_labels(ctx: Any) -> dict[str, tuple[int, str]]:
+    """sha256 -> (item number in this report, file name in the bundle)."""
+    return {p["sha256"]: (n, p["path"][5:]) for n, p in enumerate(ctx.plan, 1)}
+
+
+def _item_ref(sha: str, labels: dict[str, tuple[int, str]]) -> str:
+    if sha in labels:
+        n, name = labels[sha]
+        return f"item {n}, {name} ({sha[:12]}…)"
+    return f"item {sha[:12]}… (not in this bundle)"
+
+
+def _holder_line(ic: Any, names: dict[str, str], revoked: dict[str, Any] | None = None) -> str:
+    """Who holds the item now, from the signed entries; in transit is never worded as held.
+    ``revoked``: key id -> its key-revoke event, to say when the holder's key was since revoked."""
+    if ic is None:
+        return "unknown: no custody record of this item in this case"
+    if ic.in_transit_to:
+        return (f"in transit to {_who(ic.in_transit_to, names, ic.in_transit_name)}: released, "
+                "not yet accepted (no acceptance signed by the receiver)")
+    if ic.holder:
+        line = f"held by {_who(ic.holder, names, ic.holder_name)}"
+        rev = (revoked or {}).get(ic.holder)
+        if rev is not None:
+            succ = rev.body.get("successor")
+            line += (f"; that key was revoked at record #{rev.seq}"
+                     + (f" and replaced by key {succ[:8]} of {names.get(succ) or 'another custodian'}"
+                        if isinstance(succ, str) else ""))
+        return line
+    return "unknown: no custodian established by the signed records"
+
+
+def _event_links(ev: Any, sha: str, labels: dict[str, tuple[int, str]]) -> list[tuple[str, str]]:
+    """(words, item sha256) pairs linking a derived copy and its original, both ways."""
+    if ev.type != "derive":
+        return []
+    copy, orig = ev.body.get("item"), ev.body.get("original")
+    if not isinstance(copy, str) or not isinstance(orig, str):
+        return []
+    if sha == copy:
+        return [("original: " + _item_ref(orig, labels), orig)]
+    return [("derived copy: " + _item_ref(copy, labels), copy)]
+
+
+def _event_rows(ctx: Any, sha: str, tl: Any) -> list[dict[str, Any]]:
+    """The custody timeline of one item: one row per signed entry, ascending seq."""
+    from .timeline import human_time
+
+    names, labels = tl.names, tl.labels
+    ic = tl.items.get((ctx.case, sha))
+    rows = []
+    for ev in (ic.events if ic else []):
+        rows.append({"seq": ev.seq, "when": human_time(ev.time), "text": ev.text, "status": ev.status,
+                     "status_words": _STATUS_WORDS.get(ev.status or "", ""), "who": _who(ev.actor, names, ev.actor_name),
+                     "who_html": _who_html(ev.actor, names, ev.actor_name),
+                     "related": list(ev.related), "links": _event_links(ev, sha, labels), "type": ev.type})
+    return rows
+
+
+def _signer_key_events(ctx: Any, tl: Any) -> list[Any]:
+    """Key rotations and revocations that concern a key which signed a record of this bundle."""
+    return signer_key_events(ctx.entries.values(), tl.case_events)
+
+
+def signer_key_events(entries: Any, case_events: Any) -> list[Any]:
+    """Key rotations (``key-enroll`` with ``successor_of``) and revocations (``key-revoke``) of the
+    keys that signed one of ``entries`` (other than key entries), ascending seq; shared with
+    verify-bundle so the report and the verifier state the same key changes."""
+    signers = {s.entry.actor for s in entries if s.entry.type not in ("key-enroll", "key-revoke")}
+    out = []
+    for evs in case_events.values():
+        for ev in evs:
+            b = ev.body
+            if ev.type == "key-revoke" and b.get("key_id") in signers:
+                out.append(ev)
+            elif ev.type == "key-enroll" and "successor_of" in b and (b.get("key_id") in signers or b.get("successor_of") in signers):
+                out.append(ev)
+    return sorted(out, key=lambda ev: ev.seq)
+
+
+def _case_rows(ctx: Any, tl: Any) -> list[Any]:
+    """Case-level events of the bundle's case (earlier exports, …), ascending seq."""
+    return sorted(tl.case_events.get(ctx.case, []), key=lambda ev: ev.seq)
+
+
+def _custody_html(ctx: Any, tl: Any) -> list[str]:
+    """Case-level custody sections: who holds each item now, case events, key changes."""
+    from .timeline import human_time
+
+    e = html.escape
+    names = _names(ctx)
+    parts = ["<h2>Who holds each item now</h2>",
+             '<p class="small">Derived only from the signed records in this bundle. A transfer counts as complete only '
+             "when the receiving custodian signed its acceptance; until then the item is shown as in transit.</p>",
+             '<table class="custody"><tr><td><strong>#</strong></td><td><strong>Item</strong></td>'
+             "<td><strong>Custody now</strong></td></tr>"]
+    for n, p in enumerate(ctx.plan, 1):
+        ic = tl.items.get((ctx.case, p["sha256"]))
+        cls = ' class="pending"' if ic is not None and ic.in_transit_to else ""
+        parts.append(f'<tr{cls}><td><a href="#item-{p["sha256"][:16]}">{n}</a></td><td>{e(p["path"][5:])}'
+                     f'<br><span class="small mono">{p["sha256"][:12]}…</span></td><td>{e(_holder_line(ic, names, tl.revoked))}</td></tr>')
+    parts.append("</table>")
+    case_events = _case_rows(ctx, tl)
+    if case_events:
+        parts.append("<h2>Case events</h2>")
+        parts.append('<table class="timeline"><tr><td><strong>Time (UTC)</strong></td><td><strong>What happened</strong></td>'
+                     "<td><strong>Signed by</strong></td><td><strong>Record</strong></td></tr>")
+        for ev in case_events:
+            parts.append(f"<tr><td>{e(human_time(ev.time))}</td><td>{e(ev.text)}</td>"
+                         f"<td>{_who_html(ev.actor, names, ev.actor_name)}</td><td>#{ev.seq}</td></tr>")
+        parts.append("</table>")
+    key_events = _signer_key_events(ctx, tl)
+    if key_events:
+        parts.append("<h2>Key changes affecting this case's signers</h2>")
+        parts.append('<table class="timeline"><tr><td><strong>Time (UTC)</strong></td><td><strong>What happened</strong></td>'
+                     "<td><strong>Signed by</strong></td><td><strong>Record</strong></td></tr>")
+        for ev in key_events:
+            parts.append(f"<tr><td>{e(human_time(ev.time))}</td><td>{e(ev.text)}</td>"
+                         f"<td>{_who_html(ev.actor, names, ev.actor_name)}</td><td>#{ev.seq}</td></tr>")
+        parts.append("</table>")
+    return parts
+
+
+def _item_custody_html(ctx: Any, sha: str, tl: Any) -> list[str]:
+    """One item's custody: who holds it now, then its timeline table in plain words."""
+    e = html.escape
+    ic = tl.items.get((ctx.case, sha))
+    parts = [f'<p class="holder"><strong>Custody now:</strong> {e(_holder_line(ic, tl.names, tl.revoked))}</p>',
+             '<table class="timeline"><tr><td><strong>Time (UTC)</strong></td><td><strong>What happened</strong></td>'
+             "<td><strong>Signed by</strong></td><td><strong>Record</strong></td></tr>"]
+    for r in _event_rows(ctx, sha, tl):
+        cls = f' class="{r["status"]}"' if r["status"] in _STATUS_WORDS else ""
+        what = e(r["text"])
+        if r["status_words"]:
+            what += f'<br><span class="status">{e(r["status_words"])}</span>'
+        for words, other in r["links"]:
+            what += f'<br><a href="#item-{other[:16]}">{e(words)}</a>' if other in tl.labels else f"<br>{e(words)}"
+        rel = ", ".join(f"#{s}" for s in r["related"])
+        see = f'<br><span class="small">see {rel}</span>' if rel else ""
+        parts.append(f'<tr{cls}><td>{e(r["when"])}</td><td>{what}</td><td>{r["who_html"]}</td><td>#{r["seq"]}{see}</td></tr>')
+    parts.append("</table>")
+    return parts
+
+
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<>|]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+
+
+def _md(text: str) -> str:
+    """Text from the records as literal Markdown: a note cannot add emphasis, a link or HTML to the
+    certification (CommonMark backslash escapes; an underscore inside a word, as in a file name,
+    is left as it is: it never makes emphasis)."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _custody_md(ctx: Any, tl: Any) -> str:
+    """The certification's custody paragraph: each item's chain in sentences, pending said to be pending."""
+    from .timeline import human_time
+
+    names = _names(ctx)
+    lines = []
+    for p in ctx.plan:
+        sha = p["sha256"]
+        ic = tl.items.get((ctx.case, sha))
+        lines.append(f"   - `{p['path']}` (SHA-256 `{sha[:16]}…`):")
+        for r in _event_rows(ctx, sha, tl):
+            s = f"     - On {r['when']} UTC: {_md(r['text'])} (record #{r['seq']}"
+            s += (f"; see record{'s' if len(r['related']) > 1 else ''} " + ", ".join(f"#{x}" for x in r["related"])
+                  if r["related"] else "") + ")."
+            if r["status"] == "pending":
+                s += (" This transfer is pending: no acceptance signed by the receiving custodian is recorded, so "
+                      "this certification does not state that the receiver took custody.")
+            elif r["status"] == "superseded":
+                s += " This transfer was superseded by a later release and was never accepted."
+            for words, _ in r["links"]:
+                s += f" See {_md(words)}."
+            lines.append(s)
+        lines.append(f"     - At export: {_md(_holder_line(ic, names, tl.revoked))}.")
+    case_events = _case_rows(ctx, tl)
+    if case_events:
+        lines.append("   - Case events:")
+        lines += [f"     - On {human_time(ev.time)} UTC: {_md(ev.text)} (record #{ev.seq})." for ev in case_events]
+    key_events = _signer_key_events(ctx, tl)
+    if key_events:
+        lines.append("   - Key changes affecting the signers of these records:")
+        lines += [f"     - On {human_time(ev.time)} UTC: {_md(ev.text)} (record #{ev.seq})." for ev in key_events]
+    return "\n".join(lines)
+
+
+def _custody_json(ctx: Any, tl: Any) -> list[Any]:
+    """The variable strings of the custody sections (the PDF's font choice looks at them)."""
+    return [[r["text"] for p in ctx.plan for r in _event_rows(ctx, p["sha256"], tl)],
+            [ev.text for ev in _case_rows(ctx, tl) + _signer_key_events(ctx, tl)]]
 
 
 def _one_value(value: Any) -> str:
@@ -158,6 +396,11 @@ code,.mono{font-family:"DejaVu Sans Mono",Consolas,monospace;font-size:12px;word
 .thumbs figcaption{font-size:11px;color:var(--muted)}
 .timeline td:first-child{white-space:nowrap}
 .small{font-size:12px;color:var(--muted)}
+.timeline td:nth-child(3){width:160px}.timeline td:nth-child(4){width:70px;white-space:nowrap}
+.timeline tr,.custody tr{break-inside:avoid;page-break-inside:avoid}.item table.timeline{break-inside:avoid;page-break-inside:avoid}
+.holder{break-after:avoid;page-break-after:avoid}
+tr.pending td{background:var(--warnbg)}tr.pending .status{color:var(--warn);font-weight:600}
+tr.accepted .status{color:var(--ok)}tr.superseded .status{color:var(--muted)}.holder{margin:4px 0}
 @media print{body{background:#fff}main{padding:0;max-width:none}h2{break-after:avoid}.cols{display:block}.box{margin-bottom:8px}
  a{color:inherit;text-decoration:none}@page{size:A4;margin:16mm}}
 """
@@ -166,7 +409,7 @@ code,.mono{font-family:"DejaVu Sans Mono",Consolas,monospace;font-size:12px;word
 def report_html(ctx: Any) -> str:
     e = html.escape
     cp = ctx.checkpoint
-    names = _names(ctx)
+    tl = _custody_timeline(ctx)
     total = sum(p["size"] for p in ctx.plan)
     parts = [f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -194,10 +437,12 @@ checked against the checkpoint at log size {cp.tree_size}. Anyone can repeat thi
 </table>""")
     parts.append("<h2>Custodian keys</h2><table><tr><th>Custodian</th><td><strong>Key id</strong> (SHA-256 of the public key)</td></tr>")
     parts += [f"<tr><th>{e(k.name)}</th><td><code>{kid}</code></td></tr>" for kid, k in sorted(ctx.keys.items())]
-    parts.append("</table><h2>Items</h2>")
+    parts.append("</table>")
+    parts += _custody_html(ctx, tl)
+    parts.append("<h2>Items</h2>")
     for n, p in enumerate(ctx.plan, 1):
         media = ctx.media.get(p["sha256"])
-        parts.append(f'<section class="item"><h3>{n}. {e(p["path"][5:])}</h3>')
+        parts.append(f'<section class="item" id="item-{p["sha256"][:16]}"><h3>{n}. {e(p["path"][5:])}</h3>')
         thumbs = ctx.thumbs.get(p["sha256"]) or []
         if thumbs:
             parts.append('<div class="thumbs">')
@@ -216,12 +461,8 @@ checked against the checkpoint at log size {cp.tree_size}. Anyone can repeat thi
         for label, value in _capture(media):
             parts.append(f"<tr><th>{e(label)}</th><td>{e(value)}</td></tr>")
         parts.append("</table><p class=\"small\">Capture metadata above is what the file states about itself (not verified).</p>")
-        parts.append('<table class="timeline"><tr><th>Time (UTC)</th><td><strong>Custody act</strong></td><td><strong>Custodian</strong></td><td><strong>Record</strong></td></tr>')
-        for r in _custody(ctx, p["sha256"]):
-            parts.append(f"<tr><td>{e(r['time'].replace('T', ' ')[:19])}</td><td>{e(r['what'])}</td>"
-                         f"<td>{e(r['custodian'] or names.get(r['key'], ''))}<br><span class=\"small mono\">{r['key'][:16]}…</span></td>"
-                         f"<td>#{r['seq']}</td></tr>")
-        parts.append("</table></section>")
+        parts += _item_custody_html(ctx, p["sha256"], tl)
+        parts.append("</section>")
     parts.append("""<h2>How to check this report</h2><p>This report is a convenience: it is signed indirectly (its SHA-256
 is in the exporter's signed <code>evidence/bundle.json</code>), but the evidence is the files and records
 themselves. <code>VERIFY.md</code> in the bundle walks through every check with standard tools.</p></main></body></html>""")
@@ -262,19 +503,21 @@ def report_pdf(ctx: Any) -> bytes:
         pass
     # Embedding a TrueType font costs seconds (subsetting); the built-in Helvetica is used
     # whenever every variable string fits Latin-1, DejaVu only when a name needs Unicode.
+    tl = _custody_timeline(ctx)
+    latin = str.maketrans({"\u2022": "-", "\u2014": "-", "\u2026": "...", "\u203a": ">", "\u2019": "'",
+                           "\u2192": "->", "\u2013": "-"})
     variable = json.dumps([ctx.case, ctx.origin, ctx.exporter_name, [k.name for k in ctx.keys.values()],
                            [(p["path"], p["original_names"]) for p in ctx.plan],
                            [_capture(m) for m in ctx.media.values()],
-                           [_custody(ctx, p["sha256"]) for p in ctx.plan],
+                           _custody_json(ctx, tl),
                            ctx.timestamp], ensure_ascii=False, default=str)
     try:
-        variable.encode("latin-1")
+        variable.translate(latin).encode("latin-1")
         family = "Helvetica"
     except UnicodeEncodeError:
         family = _font(pdf)
     mono = "DejaVuMono" if family == "DejaVu" and "dejavumono" in pdf.fonts else "Courier"
     unicode_ok = family == "DejaVu"
-    latin = str.maketrans({"\u2022": "-", "\u2014": "-", "\u2026": "...", "\u203a": ">", "\u2019": "'"})
     width = pdf.w - pdf.l_margin - pdf.r_margin
     label_w = 38.0
 
@@ -344,6 +587,99 @@ def report_pdf(ctx: Any) -> bytes:
             pdf.rect(pdf.l_margin, y0, 1.5, pdf.get_y() - y0, style="F")
         pdf.ln(2)
 
+    Row = tuple[tuple[str, ...], bool]  # (cell texts, pending?)
+
+    def wrap(par: str, avail: float) -> list[str]:
+        """Greedy word wrap at spaces by measured widths (fpdf's line breaker measures each
+        character through a slower path); a word wider than the column falls back to it."""
+        if pdf.get_string_width(par) <= avail:
+            return [par]
+        space = pdf.get_string_width(" ")
+        lines: list[str] = []
+        cur, cur_w = "", 0.0
+        for word in par.split(" "):
+            ww = pdf.get_string_width(word)
+            if ww > avail:
+                return [str(x) for x in pdf.multi_cell(avail + 2 * pdf.c_margin, 4, par, align="L", dry_run=True,
+                                                       output="LINES")]
+            if cur and cur_w + space + ww <= avail:
+                cur, cur_w = f"{cur} {word}", cur_w + space + ww
+            else:
+                if cur:
+                    lines.append(cur)
+                cur, cur_w = word, ww
+        return lines + [cur]
+
+    def lay(cols: tuple[float, ...], rows: list[Row]) -> list[tuple[list[list[str]], bool, float]]:
+        """Each cell cut into its lines once (fpdf's line breaker only for a paragraph wider than
+        its column), with the row's height: measured once, drawn with ``cell``."""
+        pdf.set_font(family, "", 8)
+        out = []
+        for cells, warn in rows:
+            laid = []
+            for w, text in zip(cols, cells):
+                lines: list[str] = []
+                for par in t(text).split("\n"):
+                    lines += wrap(par, w - 1.5 - 2 * pdf.c_margin) or [""]
+                laid.append(lines)
+            out.append((laid, warn, max(len(c) for c in laid) * 4.0 + 1.4))
+        return out
+
+    def keep(height: float) -> None:
+        """Start a new page unless ``height`` fits in the space left (when it fits on a page at all)."""
+        bottom = pdf.h - pdf.b_margin
+        if pdf.get_y() + height > bottom and height <= bottom - pdf.t_margin - 10:
+            pdf.add_page()
+
+    def table_height(laid: list[tuple[list[list[str]], bool, float]]) -> float:
+        return 5 + sum(h for _, _, h in laid)
+
+    def table(cols: tuple[float, ...], header: tuple[str, ...], laid: list[tuple[list[list[str]], bool, float]]) -> None:
+        """A table whose rows never split across pages; the whole table starts on a new page when it
+        fits on one page but not in the space left (an item's custody is read as one piece)."""
+        keep(table_height(laid))
+        bottom = pdf.h - pdf.b_margin
+
+        def head() -> None:
+            pdf.set_font(family, "B", 8)
+            pdf.set_text_color(91, 101, 112)
+            for w, h in zip(cols, header):
+                pdf.cell(w, 5, t(h), border="B")
+            pdf.ln(5)
+            pdf.set_text_color(27, 31, 36)
+
+        head()
+        pdf.set_draw_color(214, 219, 225)
+        for cells, warn, hgt in laid:
+            if pdf.get_y() + hgt > bottom:
+                pdf.add_page()
+                head()
+                pdf.set_draw_color(214, 219, 225)
+            y, x = pdf.get_y(), pdf.l_margin
+            if warn:
+                pdf.set_fill_color(255, 244, 224)
+                pdf.rect(pdf.l_margin, y, width, hgt - 0.6, style="F")
+            pdf.set_font(family, "", 8)
+            for w, lines in zip(cols, cells):
+                for i, line in enumerate(lines):
+                    pdf.set_xy(x, y + 0.3 + 4 * i)
+                    pdf.cell(w - 1.5, 4, line)
+                x += w
+            pdf.set_y(y + hgt - 0.6)
+            pdf.line(pdf.l_margin, pdf.get_y(), pdf.l_margin + width, pdf.get_y())
+            pdf.ln(0.6)
+
+    def timeline_rows(sha: str) -> list[Row]:
+        rows = []
+        for r in _event_rows(ctx, sha, tl):
+            what = r["text"] + (f"\n{r['status_words']}" if r["status_words"] else "")
+            what += "".join(f"\n{words}" for words, _ in r["links"])
+            rec = f"#{r['seq']}" + (f"\nsee {', '.join('#' + str(x) for x in r['related'])}" if r["related"] else "")
+            rows.append(((r["when"], what, r["who"], rec), r["status"] == "pending"))
+        return rows
+
+    tcols = (30.0, width - 30 - 44 - 15, 44.0, 15.0)  # "2014-04-30 09:00" on one line in DejaVu too
+    theader = ("Time (UTC)", "What happened", "Signed by", "Record")
     cp = ctx.checkpoint
     names = _names(ctx)
     pdf.add_page()
@@ -372,6 +708,28 @@ def report_pdf(ctx: Any) -> bytes:
     heading("Custodian keys")
     for kid, k in sorted(ctx.keys.items()):
         kv(k.name or "(unnamed)", kid, is_mono=True)
+    ccols = (10.0, 70.0, width - 80)
+    crows = [((str(n), f"{p['path'][5:]}\n{p['sha256'][:12]}...", _holder_line(tl.items.get((ctx.case, p["sha256"])), names, tl.revoked)),
+              bool(tl.items.get((ctx.case, p["sha256"])) and tl.items[(ctx.case, p["sha256"])].in_transit_to))
+             for n, p in enumerate(ctx.plan, 1)]
+    claid = lay(ccols, crows)
+    keep(table_height(claid[:12]) + 24)  # the heading stays with its table
+    heading("Who holds each item now", keep=0)
+    para("Derived only from the signed records in this bundle. A transfer counts as complete only when the receiving "
+         "custodian signed its acceptance; until then the item is shown as in transit.", 7.5)
+    pdf.ln(1)
+    table(ccols, ("#", "Item", "Custody now"), claid)
+    from .timeline import human_time
+
+    for title, evs in (("Case events", _case_rows(ctx, tl)),
+                       ("Key changes affecting this case's signers", _signer_key_events(ctx, tl))):
+        if evs:
+            erows = [((human_time(ev.time), ev.text, _who(ev.actor, names, ev.actor_name), f"#{ev.seq}"), False)
+                     for ev in evs]
+            elaid = lay(tcols, erows)
+            keep(table_height(elaid[:12]) + 14)
+            heading(title, keep=0)
+            table(tcols, theader, elaid)
     heading("Items", keep=100)
     for n, p in enumerate(ctx.plan, 1):
         if pdf.get_y() > pdf.h - 90:  # keep an item's title with its thumbnails and digests
@@ -403,30 +761,11 @@ def report_pdf(ctx: Any) -> bytes:
             kv(label, value)
         para("Capture metadata above is what the file states about itself (not verified).", 7.5)
         pdf.ln(1.5)
-        # Custody timeline: a real table (time | act | custodian | record).
-        cols = (30.0, width - 30 - 42 - 14, 42.0, 14.0)
-        pdf.set_font(family, "B", 8)
-        for w, h in zip(cols, ("Time (UTC)", "Custody act", "Custodian", "Record")):
-            pdf.cell(w, 5, h, border="B")
-        pdf.ln(5)
-        pdf.set_font(family, "", 8)
-        for r in _custody(ctx, p["sha256"]):
-            if pdf.get_y() > pdf.h - 25:
-                pdf.add_page()
-            y = pdf.get_y()
-            x = pdf.l_margin
-            bottoms = []
-            cells = (r["time"].replace("T", " ")[:19], r["what"],
-                     f"{r['custodian'] or names.get(r['key'], '')}\nkey {r['key'][:16]}...", f"#{r['seq']}")
-            for w, text in zip(cols, cells):
-                pdf.set_xy(x, y)
-                pdf.multi_cell(w - 1.5, 4, t(text), align="L", new_x="LMARGIN", new_y="NEXT")
-                bottoms.append(pdf.get_y())
-                x += w
-            pdf.set_y(max(bottoms) + 0.6)
-            pdf.set_draw_color(214, 219, 225)
-            pdf.line(pdf.l_margin, pdf.get_y(), pdf.l_margin + width, pdf.get_y())
-            pdf.ln(0.8)
+        # Custody: who holds it now, then the timeline table (time | what | signed by | record).
+        tlaid = lay(tcols, timeline_rows(p["sha256"]))
+        keep(table_height(tlaid) + 10)  # "Custody now" stays with the item's timeline
+        kv("Custody now", _holder_line(tl.items.get((ctx.case, p["sha256"])), names, tl.revoked))
+        table(tcols, theader, tlaid)
     heading("How to check this report")
     para("This report is a convenience: it is signed indirectly (its SHA-256 is in the exporter's signed "
          "evidence/bundle.json), but the evidence is the files and records themselves. VERIFY.md in the bundle walks "
@@ -509,10 +848,17 @@ I, ______________________ [name], declare:
 |---|---|---|---|
 {rows}
 
-5. The digests can be recomputed by anyone with standard tools (`sha256sum`, `openssl`);
+5. **Chain of custody.** The signed custody records in the bundle state the following, for each
+   file in the order recorded (times in UTC, as stated by each signer's own clock). A transfer is
+   complete only when the receiving custodian signed an acceptance of that release; a transfer
+   without one is stated as pending, and the item as in transit.
+
+{_custody_md(ctx, _custody_timeline(ctx))}
+
+6. The digests can be recomputed by anyone with standard tools (`sha256sum`, `openssl`);
    `VERIFY.md` in the bundle gives the exact commands. Software: {ctx.software}.
 
-6. This certification does not attest to who created the files, to the truth of their content
+7. This certification does not attest to who created the files, to the truth of their content
    or of their embedded metadata, or to their history before ingest.
 
 I declare under penalty of perjury under the laws of ______________________ that the foregoing

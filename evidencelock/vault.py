@@ -195,6 +195,15 @@ class Vault:
         if who is None:
             return self.config.default_custodian
         matches = [k for k, pk in keys.items() if k.startswith(who.lower()) or pk.name == who]
+        if len(matches) > 1:
+            # A rotated key keeps its custodian's name (docs/custody-events.md §2.9): the name
+            # then means the one key of that name that is not revoked.
+            with self.ledger.reader() as conn:
+                revoked = {r.key_id for r in conn.execute(
+                    select(schema.keys.c.key_id).where(schema.keys.c.revoked_seq.is_not(None)))}
+            live = [k for k in matches if k not in revoked]
+            if len(live) == 1 and all(keys[k].name == who for k in matches):
+                matches = live
         if len(matches) != 1:
             raise CustodianKeyError(
                 f"{'no' if not matches else 'more than one'} enrolled custodian matches {who!r}",

@@ -25,7 +25,10 @@ def test_enrol_transfer_revoke_and_verify(tmp_path):
     r = run_cli("transfer", "--case", "C1", "--to", "Lawyer B", "--note", "USB stick, sealed bag 17", "--json", vault=vault)
     assert r.code == 0, r.stderr
     assert len(r.json()["entries"]) == 2
-    # Lawyer B acts with their own key and passphrase.
+    # Lawyer B acts with their own key and passphrase: accepts custody (issue 10), then hands back.
+    r = run_cli("accept", "--case", "C1", "--custodian", "Lawyer B", vault=vault,
+                env={"EVIDENCELOCK_PASSPHRASE": "lawyer passphrase"})
+    assert r.code == 0, r.stderr
     r = run_cli("transfer", "--case", "C1", "--to", "Team A", "--custodian", "Lawyer B", vault=vault,
                 env={"EVIDENCELOCK_PASSPHRASE": "lawyer passphrase"})
     assert r.code == 0, r.stderr
@@ -33,6 +36,7 @@ def test_enrol_transfer_revoke_and_verify(tmp_path):
     key_a = log[0]["actor"]
     assert key_a != key_b
     assert [(e["actor"], e["body"]["to"]) for e in log] == [(key_a, key_b)] * 2 + [(key_b, key_a)] * 2
+    assert len(run_cli("log", "--type", "transfer-accept", "--json", vault=vault).json()) == 2
     assert log[0]["body"]["note"] == "USB stick, sealed bag 17"
     assert run_cli("verify", vault=vault).code == 0
 

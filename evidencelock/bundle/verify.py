@@ -168,6 +168,7 @@ class BundleReport:
     items: list[dict[str, Any]] = field(default_factory=list)
     checkpoint: dict[str, Any] | None = None
     timestamp: dict[str, Any] | None = None
+    custody: dict[str, Any] | None = None  # issue 10: custody derived from the verified entries only
     keys: dict[str, str] = field(default_factory=dict)
     case: str = ""
     payload_files: int = 0
@@ -207,6 +208,7 @@ class BundleReport:
             "not_established": self.not_established,
             "checkpoint": self.checkpoint,
             "timestamp": self.timestamp,
+            "custody": self.custody,
             "keys": self.keys,
             "items": self.items,
             "upstream": self.upstream,
@@ -939,6 +941,7 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
     _check_bundle_signature(src, report, meta, computed, enrolled)
     _check_bundle_signer(report, meta, enrolled, revoked, trusted)
     _check_digests(src, report, meta, computed, entries)
+    _check_custody(report, meta, entries, enrolled)  # §5 step 14a (issue 10)
     human.check_human_files(src, report, meta, entries, enrolled, cp, stated_signer or signer, report.timestamp,  # §4.7
                             "evidence/timestamp.tst" in src.sizes)
 
@@ -1333,6 +1336,97 @@ def _item_summary(path: str, size: int, digests: Mapping[str, str], ingests: lis
             "signed_names": signed_names, "custody": custody}
 
 
+_ENTRY_CHECKS = ("evidence-entries", "evidence-signature", "evidence-inclusion", "evidence-record", "evidence-chain",
+                 "evidence-entry-files")
+
+
+def _check_custody(report: BundleReport, meta: Mapping[str, Any], entries: Mapping[int, SignedEntry],
+                   enrolled: Mapping[str, tuple[PublicKey, int]]) -> None:
+    """§5 step 14a (issue 10): custody of each item, derived by evidencelock.timeline from the
+    entries whose own checks passed (an entry named by a failed entry check is left out: say less).
+
+    A custody finding of severity "fail" (an acceptance that does not match a pending release to
+    its signer, …) is an ``evidence-custody`` failure naming the entry; a notice is listed under
+    "Not established".  The result (``report.custody``) is what the verifier states about custody."""
+    from .._text import printable
+    from ..timeline import build, human_time
+
+    if not {"evidence-signature", "evidence-inclusion"} <= {c.name for c in report.checks}:
+        return  # no entry could be verified: nothing is stated about custody
+    bad = {c.subject for c in report.failures if c.name in _ENTRY_CHECKS}
+    verified = [entries[seq] for seq in sorted(entries) if f"entry {seq}" not in bad]
+    if not verified:
+        return
+    names = {kid: k.name for kid, (k, _) in enrolled.items()}
+    tl = build(verified, names)
+    case = report.case
+    fails = [f for f in tl.findings if f.severity == "fail"]
+    for f in fails:
+        report.fail("evidence-custody", f"{f.code}: {f.message}", f"entry {f.seq}")
+    for f in tl.findings:
+        if f.severity != "fail":
+            report.not_established.append(f"Custody notice, entry {f.seq} ({f.code}): {f.message}")
+
+    def who(kid: Any, name: str = "") -> dict[str, Any]:
+        kid = kid if isinstance(kid, str) else ""
+        return {"key_id": kid, "name": name or names.get(kid, "")}
+
+    def event(ev: Any) -> dict[str, Any]:
+        return {"seq": ev.seq, "time": ev.time, "when": human_time(ev.time), "type": ev.type, "premis": ev.premis,
+                "actor": ev.actor, "actor_name": ev.actor_name, "text": ev.text, "status": ev.status,
+                "related": list(ev.related), "item": ev.item,
+                **({"key_id": ev.body["key_id"]} if ev.type.startswith("key-") and isinstance(ev.body.get("key_id"), str) else {})}
+
+    by_seq = {ev.seq: ev for ic in tl.items.values() for ev in ic.events}
+    items = []
+    paths = {i["sha256"]: i.get("path") for i in meta.get("items", []) if isinstance(i, dict) and isinstance(i.get("sha256"), str)}
+    counts = {"accepted": 0, "pending": 0, "superseded": 0}
+    for listed in meta.get("items", []):
+        sha = listed.get("sha256") if isinstance(listed, dict) else None
+        ic = tl.items.get((case, sha)) if isinstance(sha, str) else None
+        if ic is None:
+            continue
+        transfers = []
+        for ev in ic.events:
+            if ev.type != "transfer" or ev.status is None:
+                continue
+            counts[ev.status] = counts.get(ev.status, 0) + 1
+            accept = next((by_seq[r] for r in ev.related if r in by_seq and by_seq[r].type == "transfer-accept"), None)
+            transfers.append({"seq": ev.seq, "time": ev.time, "from": who(ev.actor, ev.actor_name),
+                              "to": who(ev.body.get("to")), "status": ev.status,
+                              "note": printable(ev.body["note"]) if isinstance(ev.body.get("note"), str) else None,
+                              "accept": None if accept is None or ev.status != "accepted" else
+                              {"seq": accept.seq, "time": accept.time, "when": human_time(accept.time),
+                               "by": who(accept.actor, accept.actor_name)}})
+        derived_from, derived_copies = [], []
+        for ev in ic.events:
+            copy, orig = ev.body.get("item"), ev.body.get("original")
+            if ev.type != "derive" or not isinstance(copy, str) or not isinstance(orig, str):
+                continue
+            link = {"seq": ev.seq, "action": printable(str(ev.body.get("action", ""))), "by": who(ev.actor, ev.actor_name)}
+            if copy == sha:
+                derived_from.append({**link, "sha256": orig, "path": paths.get(orig)})
+            elif orig == sha:
+                derived_copies.append({**link, "sha256": copy, "path": paths.get(copy)})
+        items.append({"path": listed.get("path"), "sha256": sha, "derived_from": derived_from,
+                      "derived_copies": derived_copies,
+                      "holder": who(ic.holder, ic.holder_name) if ic.holder else None,
+                      "in_transit_to": who(ic.in_transit_to, ic.in_transit_name) if ic.in_transit_to else None,
+                      "events": [event(ev) for ev in ic.events], "transfers": transfers})
+    from ..report import signer_key_events
+
+    report.custody = {"basis": f"{len(verified)} of the {len(entries)} entries, those whose signature, inclusion and "
+                               "record checks passed",
+                      "items": items, "case_events": [event(ev) for ev in tl.case_events.get(case, [])],
+                      "key_events": [event(ev) for ev in signer_key_events(verified, tl.case_events)],
+                      "findings": [{"code": f.code, "seq": f.seq, "severity": f.severity, "message": f.message}
+                                   for f in tl.findings]}
+    if not fails:
+        report.add("evidence-custody", True, f"custody of {len(items)} items derived from {len(verified)} verified "
+                   f"entries: {counts['accepted']} transfers accepted by their receivers, {counts['pending']} pending "
+                   f"(never accepted), {counts['superseded']} superseded; every acceptance matches its release")
+
+
 # Checks every verdict rests on (§5): each MUST have run and passed for VERIFIED.
 _CORE_CHECKS = ("bagit-payload-fixity", "bagit-tag-fixity", "evidence-entries", "evidence-signature",
                 "evidence-checkpoint-signature", "evidence-inclusion", "evidence-record", "evidence-chain",
@@ -1411,6 +1505,12 @@ def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: Publ
                                   f"and the hash-chain link (prev) was checked for the {links} entries whose predecessor "
                                   "is also in the bundle (entry 0: the genesis value); the others are bound to the log "
                                   "by their inclusion proofs only.")
+        if report.custody is not None:
+            claim.add(("evidence-custody", "evidence-signature", "evidence-inclusion", "evidence-record"),
+                      "Custody (section Custody): each item's holder is derived from the signed entries in this bundle; a "
+                      "transfer is shown as accepted only where the named receiver's enrolled key signed an acceptance "
+                      "that points at that release (its seq and entry hash); a release without one is shown as pending "
+                      "and the item as in transit.")
         report.not_established.append("That the exporter listed every relevant entry: the signed record is the exporter's "
                                       "statement; someone holding an enrolled key could export a bundle that omits entries "
                                       "(compare with a bundle or audit obtained from another custodian).")

@@ -386,6 +386,7 @@ def export_bundle(
     tsa_timeout: float = 30.0,
     jobs: int | None = None,
     report: bool = True,
+    purpose: str | None = None,
 ) -> ExportResult:
     """Write the evidence bundle for ``case`` (or the given ``items`` of it) to ``out``.
 
@@ -397,7 +398,9 @@ def export_bundle(
     import time
 
     from . import handbook
+    from ..custody import access_body, append_export
 
+    access_body("", purpose=purpose or "export to evidence bundle", action="export")  # checked before any work
     if not vault.writable:
         raise ValueError("vault must be opened writable: the export is recorded")
     out = Path(out)
@@ -540,7 +543,8 @@ def export_bundle(
             _zip_folder(tmp, zip_tmp, top=out.stem)
             final_tmp = zip_tmp
         # (2) record the export, then (3) move it into place.
-        signed = vault.append(key, now=created, type="export", case=case, body={
+        # One access entry per exported item, in the export entry's transaction (custody-events §2.3).
+        signed = append_export(vault, key, now=created, case=case, items=sha_items, bundle=out.name, purpose=purpose, body={
             "items": sha_items,
             "bundle": {"name": out.name, "format": f"{BUNDLE_FORMAT}/{BUNDLE_VERSION}", "tagmanifest_sha256": tagmanifest_sha256,
                        "payload_oxum": f"{total}.{len(plan)}", "checkpoint_size": cp.tree_size,

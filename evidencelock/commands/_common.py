@@ -31,6 +31,7 @@ __all__ = [
     "vault_path",
     "open_vault",
     "get_passphrase",
+    "unlock",
     "utc_now",
     "emit_json",
     "handle_errors",
@@ -133,6 +134,22 @@ def get_passphrase(*, confirm: bool = False) -> str:
             hint="set $EVIDENCELOCK_PASSPHRASE or run in a terminal to be prompted",
         )
     return click.prompt("Custodian key passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
+
+
+def unlock(vault: Vault, who: str | None = None) -> Any:
+    """Unlock custodian ``who`` (name or key id; default: the vault's), asking for the
+    passphrase by the custodian's name ("Passphrase for Lawyer B's key")."""
+    key_id = vault.resolve_custodian(who)
+    value = os.environ.get("EVIDENCELOCK_PASSPHRASE")
+    if not value:
+        name = vault.enrolled_keys()[key_id].name if key_id in vault.enrolled_keys() else key_id[:16]
+        if not sys.stdin.isatty():
+            raise CustodianKeyError(
+                f"a passphrase is needed to unlock {printable(name)}'s key",
+                hint="set $EVIDENCELOCK_PASSPHRASE or run in a terminal to be prompted",
+            )
+        value = click.prompt(f"Passphrase for {printable(name)}'s key", hide_input=True, err=True)
+    return vault.unlock(value, key_id)
 
 
 def emit_json(data: Any) -> None:

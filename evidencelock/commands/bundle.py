@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from ._common import escape
@@ -20,11 +20,13 @@ if TYPE_CHECKING:
 
 @click.command(epilog=EXIT_CODES_HELP)
 @click.option("--case", "case", required=True, help="Case whose items are exported.")
-@click.option("--item", "items", multiple=True, help="Only this item (SHA-256, at least 6 hex digits); repeatable.")
+@click.option("--item", "items", multiple=True, help="Only this item (SHA-256 prefix of at least 6 hex digits, or an original file name); repeatable.")
 @click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
               help="Bundle to write: a new folder, or a .zip file.")
 @click.option("--custodian", default=None, help="Sign the export as this custodian (name or key id).")
 @click.option("--no-report", is_flag=True, help="Skip report.html / report.pdf (VERIFY.md and certification are kept).")
+@click.option("--purpose", default=None, help="Why the originals are exported (recorded in one access entry per item; "
+              "default 'export to evidence bundle').")
 @click.option("--tsa", "tsa_urls", multiple=True, metavar="URL",
               help="Timestamp a new checkpoint for this bundle with this RFC 3161 authority (repeatable).")
 @click.option("--tsa-cert", "tsa_certs", multiple=True, type=click.Path(dir_okay=False, path_type=Path), metavar="PEM",
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 @click.pass_context
 @handle_errors
 def export(ctx: click.Context, case: str, items: tuple[str, ...], output: Path, custodian: str | None,
-           no_report: bool, tsa_urls: tuple[str, ...], tsa_certs: tuple[Path, ...], tsa_timeout: float,
+           no_report: bool, purpose: str | None, tsa_urls: tuple[str, ...], tsa_certs: tuple[Path, ...], tsa_timeout: float,
            jobs: int | None, as_json: bool) -> None:
     """Write an evidence bundle (BagIt bag + custody evidence) and record the export.
 
@@ -53,10 +55,12 @@ def export(ctx: click.Context, case: str, items: tuple[str, ...], output: Path, 
         except OSError as exc:
             raise InputError(f"cannot read the TSA certificate: {exc.strerror}", subject=str(p)) from None
     with c.open_vault(ctx, writable=True) as vault:
-        key = vault.unlock(c.get_passphrase(), custodian)
-        result = export_bundle(vault, case=case, out=output, key=key, now=c.utc_now, items=list(items) or None,
+        key = c.unlock(vault, custodian)
+        from ..show import find_item  # an ITEM is a digest prefix or an original file name (issue 10)
+
+        result = export_bundle(vault, case=case, out=output, key=key, now=c.utc_now, items=[find_item(vault, i) for i in items] or None,
                                tsa_urls=tsa_urls, tsa_certificates=certs, tsa_timeout=tsa_timeout,
-                               jobs=jobs, report=not no_report)
+                               jobs=jobs, report=not no_report, purpose=purpose)
     if as_json:
         emit_json({"ok": True, **result.to_json()})
         return
@@ -128,6 +132,7 @@ def verify_bundle_cmd(bundle: Path, trusted: tuple[str, ...], checkpoint: Path |
             mark = "[green]ok  [/]" if ch.ok else "[bold red]FAIL[/]"
             subject = f" [dim]{escape(ch.subject)}[/]" if ch.subject else ""
             out.print(f"{mark} {ch.name}{subject}: {escape(ch.detail)}")
+        _print_custody(report)
         if report.established:
             out.print("\n[bold]Established[/]")
             for s in report.established:
@@ -145,6 +150,60 @@ def verify_bundle_cmd(bundle: Path, trusted: tuple[str, ...], checkpoint: Path |
         else:
             out.print(f"\n[bold red]FAILED[/]: {len(report.failures)} problem(s); see FAIL lines above")
     raise SystemExit(0 if report.ok else 1)
+
+
+def _print_custody(report: Any) -> None:
+    """The custody section of verify-bundle: per item, its chain in plain words, each transfer
+    sender → receiver with accepted / PENDING; derived only from the verified entries."""
+    cust = report.custody
+    if not cust:
+        return
+    out.print(f"\n[bold]Custody[/] [dim](derived from {escape(cust['basis'])})[/]")
+    if not report.ok:
+        out.print("  [bold red]This bundle FAILED verification[/]: the lines below are what the verified entries say; "
+                  "they are not established for the bundle as a whole.")
+
+    def who(w: dict[str, Any] | None) -> str:
+        if not w:
+            return "?"
+        return f"{w['name']} ({w['key_id'][:8]})" if w["name"] else f"key {w['key_id'][:16]}…"
+
+    for item in cust["items"]:
+        out.print(f"  [bold]{escape(str(item['path']))}[/] [dim]{item['sha256'][:12]}…[/]")
+        if item["in_transit_to"]:
+            out.print(f"    custody now: [yellow]in transit to {escape(who(item['in_transit_to']))}[/] "
+                      "(released, not accepted by the receiver)")
+        elif item["holder"]:
+            revoked = next((k for k in cust.get("key_events", []) if k["type"] == "key-revoke"
+                            and k.get("key_id") == item["holder"]["key_id"]), None)
+            since = f"; that key was revoked at entry {revoked['seq']}" if revoked else ""
+            out.print(f"    custody now: held by {escape(who(item['holder']))}{since}")
+        for d in item.get("derived_from", []):
+            out.print(f"    derived copy of {escape(str(d['path'] or d['sha256'][:12] + '… (not in this bundle)'))}: "
+                      f"{escape(d['action'])} [dim](entry {d['seq']})[/]")
+        for d in item.get("derived_copies", []):
+            out.print(f"    derived copy: {escape(str(d['path'] or d['sha256'][:12] + '… (not in this bundle)'))} "
+                      f"({escape(d['action'])}) [dim](entry {d['seq']})[/]")
+        transfers = {t["seq"]: t for t in item["transfers"]}
+        for ev in item["events"]:
+            t = transfers.get(ev["seq"])
+            if t is None:
+                out.print(f"    {escape(ev['when'])}  {escape(ev['text'])} [dim](entry {ev['seq']})[/]")
+                continue
+            route = f"{escape(who(t['from']))} → {escape(who(t['to']))}"
+            if t["status"] == "accepted" and t["accept"]:
+                state = (f"[green]accepted[/] by {escape(who(t['accept']['by']))} on {escape(t['accept']['when'])} "
+                         f"(entry {t['accept']['seq']})")
+            elif t["status"] == "superseded":
+                state = "[dim]superseded by a later release, never accepted[/]"
+            else:
+                state = "[yellow]PENDING[/]: not accepted by the receiver"
+            note = f" — {escape(t['note'])}" if t.get("note") else ""
+            out.print(f"    {escape(ev['when'])}  transfer {route}: {state}{note} [dim](entry {ev['seq']})[/]")
+    for ev in cust["case_events"]:
+        out.print(f"  case: {escape(ev['when'])}  {escape(ev['text'])} [dim](entry {ev['seq']})[/]")
+    for ev in cust.get("key_events", []):
+        out.print(f"  key change of a signer: {escape(ev['when'])}  {escape(ev['text'])} [dim](entry {ev['seq']})[/]")
 
 
 def _read_tsa_root(path: Path) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +84,7 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], case: str, note: str | No
     """Preserve files and folders (recursively) into the vault, one signed entry per file."""
     ingest_mod.check_roots(paths)  # bad input is named before anything else is asked
     with c.open_vault(ctx, writable=True) as vault:
-        key = vault.unlock(c.get_passphrase(), custodian)
+        key = c.unlock(vault, custodian)
         with _progress() as bar:
             task = bar.add_task("ingesting", total=None)
 
@@ -151,35 +150,26 @@ def _render_ingest(report: ingest_mod.IngestReport) -> None:
 @handle_errors
 def log(ctx: click.Context, case: str | None, type_: str | None, limit: int | None, as_json: bool) -> None:
     """Custody history: every ledger entry (as recorded; run `verify` to check it)."""
+    from ..timeline import build, events_by_seq, human_time
+
     with c.open_vault(ctx) as vault:
         names = {k: pk.name for k, pk in vault.enrolled_keys().items()}
-        rows = []
-        for row in vault.ledger.rows():
-            e = SignedEntry.from_bytes(row.canonical, row.signature, subject=f"entry {row.seq}").entry
-            if (case is None or e.case == case) and (type_ is None or e.type == type_):
-                rows.append(e)
+        signed = [SignedEntry.from_bytes(row.canonical, row.signature, subject=f"entry {row.seq}")
+                  for row in vault.ledger.rows()]
+    rows = [s.entry for s in signed if (case is None or s.entry.case == case) and (type_ is None or s.entry.type == type_)]
     if limit is not None:
         rows = rows[-limit:]
     if as_json:
         emit_json([e.to_json() for e in rows])
         return
-    table = Table("seq", "time (UTC)", "type", "case", "custodian", "what")
+    # Plain words and custody status from the one timeline module (statuses need every entry).
+    words = events_by_seq(build(signed, names))
+    table = Table("seq", "time (UTC)", "type", "case", "what", title="Ledger (as recorded; run `verify` to check signatures)")
     for e in rows:
-        table.add_row(str(e.seq), escape(e.time[:19].replace("T", " ")), escape(e.type), escape(e.case),
-                      escape(names.get(e.actor, e.actor[:12])), escape(_describe(e.body, e.type)))
+        ev = words.get(e.seq)
+        table.add_row(str(e.seq), escape(human_time(e.time)), escape(e.type), escape(e.case),
+                      escape(ev.text if ev is not None else e.type))
     out.print(table)
-
-
-def _describe(body: Any, type_: str) -> str:
-    if type_ == "ingest":
-        src = body.get("source", {})
-        dup = f" (duplicate of entry {body['duplicate_of']})" if "duplicate_of" in body else ""
-        return f"{body.get('item', '')[:16]}… {src.get('path', '')} {c.human_size(body.get('size', 0))}{dup}"
-    if type_ == "key-enroll":
-        return f"key {body.get('key_id', '')[:16]}… {body.get('name', '')}"
-    if type_ == "audit":
-        return f"{body.get('result')} — {body.get('objects_checked')} objects, {body.get('finding_count')} findings"
-    return json.dumps(body, sort_keys=True)[:80]
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -188,7 +178,8 @@ def _describe(body: Any, type_: str) -> str:
 @click.pass_context
 @handle_errors
 def show(ctx: click.Context, item: str, as_json: bool) -> None:
-    """One item (digest prefix, at least 6 hex digits): metadata, fingerprints, custody."""
+    """One item (digest prefix of at least 6 hex digits, or an original file name): metadata,
+    fingerprints, custody in plain words."""
     from ..show import item_details
 
     with c.open_vault(ctx) as vault:
@@ -270,7 +261,7 @@ def _render_verify(report: audit_mod.VerifyReport, as_json: bool, audit_seq: int
 def audit(ctx: click.Context, all_digests: bool, custodian: str | None, jobs: int | None, as_json: bool) -> None:
     """`verify`, then record the result as a signed audit entry (for scheduled audits)."""
     with c.open_vault(ctx, writable=True) as vault:
-        key = vault.unlock(c.get_passphrase(), custodian)
+        key = c.unlock(vault, custodian)
         with _progress() as bar:
             task = bar.add_task("auditing", total=None)
             report, seq = audit_mod.audit_vault(vault, key=key, now=c.utc_now, all_digests=all_digests, jobs=jobs,

@@ -64,7 +64,7 @@ def checkpoint(ctx: click.Context, tsa_urls: tuple[str, ...], tsa_certs: tuple[s
         if path and Path(path).exists():
             raise InputError("file exists; choose a new name", subject=path)
     with c.open_vault(ctx, writable=True) as vault:
-        key = vault.unlock(c.get_passphrase(), custodian)
+        key = c.unlock(vault, custodian)
         result = tr.create_checkpoint(vault, key, now=c.utc_now(), tsa_urls=tsa_urls, tsa_timeout=tsa_timeout,
                                       tsa_certificates=certs, make_tsq=tsq_out is not None)
     cp = result.checkpoint
@@ -109,7 +109,7 @@ def timestamp_attach(ctx: click.Context, checkpoint_id: int, tsr_file: str, tsa_
     tsr = _read(tsr_file, "timestamp response")
     certs = [_read(p, "TSA certificate") for p in tsa_certs]
     with c.open_vault(ctx, writable=True) as vault:
-        key = vault.unlock(c.get_passphrase(), custodian)
+        key = c.unlock(vault, custodian)
         cp, res = tr.attach_timestamp(vault, key, checkpoint_id, tsr, now=c.utc_now(), tsa_certificates=certs)
     if as_json:
         emit_json({"ok": True, **cp.to_json(), "attached": res.to_json()})
@@ -127,7 +127,9 @@ def timestamp_attach(ctx: click.Context, checkpoint_id: int, tsr_file: str, tsa_
 def prove(ctx: click.Context, item: str, checkpoint_file: str | None, as_json: bool) -> None:
     """Inclusion proofs of an item's entries against a checkpoint, verified before printing."""
     with c.open_vault(ctx) as vault:
-        sha = tr.resolve_item(vault, item)
+        from ..show import find_item  # digest prefix or original file name (custody-events, issue 10)
+
+        sha = find_item(vault, item)
         if checkpoint_file:
             note_text = _text(checkpoint_file, "checkpoint")
         else:
@@ -272,7 +274,7 @@ def cosign_attach(ctx: click.Context, checkpoint_id: int, cosignature_file: str,
     text = _text(cosignature_file, "cosignature")
     pub = _pubkey(witness_key)
     with c.open_vault(ctx, writable=True) as vault:
-        key = vault.unlock(c.get_passphrase(), custodian)
+        key = c.unlock(vault, custodian)
         cp = tr.attach_cosignature(vault, key, checkpoint_id, text, witness_public_key=pub, now=c.utc_now())
     if as_json:
         emit_json({"ok": True, **cp.to_json()})

@@ -524,7 +524,7 @@ def revoke_custodian(vault: Vault, signer: CustodianKey, *, key_id: str, reason:
     new custodian key created, enrolled (by ``signer``) and recorded in the same transaction
     as the revocation (``body.successor``)."""
     target = vault.resolve_custodian(key_id)
-    reason_text = _clean_text("reason", reason)
+    reason_text = _clean_text("reason", reason, multiline=True)
     with vault.ledger.reader() as conn:
         row = conn.execute(select(schema.keys).where(schema.keys.c.key_id == target)).one()
     if row.revoked_seq is not None:

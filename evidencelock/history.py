@@ -137,6 +137,28 @@ class _KeyBook:
         return found[1]
 
 
+def signature_valid(conn: Connection, entries: Sequence[SignedEntry]) -> tuple[list[SignedEntry], list[int]]:
+    """``entries`` split into those whose signature verifies under a key validly enrolled before
+    them and not revoked before them, and the seqs of the others (custody-events §3: custody
+    read-outs state nothing from an entry that does not verify)."""
+    book = _KeyBook(conn)
+    batch: list[tuple[bytes, bytes, bytes]] = []
+    pending: list[SignedEntry] = []
+    invalid: list[int] = [p.seq for p in book.problems]
+    for s in entries:
+        try:
+            key = book.key_for(s.entry.actor, s.entry.seq)
+        except EvidenceLockError:
+            invalid.append(s.entry.seq)
+            continue
+        batch.append((key.raw, s.canonical, s.signature))
+        pending.append(s)
+    bad = set(start_unverified_positions(batch)())
+    invalid += [s.entry.seq for i, s in enumerate(pending) if i in bad]
+    drop = set(invalid)
+    return [s for s in entries if s.entry.seq not in drop], sorted(drop)
+
+
 def _msg(exc: Exception) -> str:
     return exc.message if isinstance(exc, EvidenceLockError) else str(exc)
 
@@ -175,9 +197,7 @@ def item_history(vault: Vault, query: str, *, case: str | None = None) -> Histor
             continue
         batch.append((key.raw, s.canonical, s.signature))
         pending.append(s)
-    waiting = start_unverified_positions(batch)
-    tl = timeline.build(entries, names)  # while the signatures are being checked
-    bad = set(waiting())
+    bad = set(start_unverified_positions(batch)())
     for i, s in enumerate(pending):
         if i not in bad:
             checked += 1
@@ -187,6 +207,10 @@ def item_history(vault: Vault, query: str, *, case: str | None = None) -> Histor
             raise InputError("the batch and the single check of this signature disagree")  # pragma: no cover
         except EvidenceLockError as exc:
             problems.append(SignatureProblem(s.entry.seq, f"entry {s.entry.seq}: {_msg(exc)}"))
+    # Custody is stated only from entries whose signature checked out (custody-events §3): an
+    # acceptance with a bad signature, or by a key revoked before it, never makes a holder.
+    invalid = {p.seq for p in problems}
+    tl = timeline.build([s for s in entries if s.entry.seq not in invalid], names)
     shown = [ic for (c, i), ic in sorted(tl.items.items()) if i == sha and (case is None or c == case)]
     files = sorted({_path(s) for s in entries if s.entry.type == "ingest" and s.entry.item == sha} - {""})
     return History(sha, shown, tl.findings, checked, sorted(problems, key=lambda p: p.seq), names, files)
@@ -231,7 +255,8 @@ def list_cases(vault: Vault) -> list[CaseSummary]:
             .group_by(schema.sources.c.case_id))}
         names = _names(conn)
         for case in sorted(set(counts) | set(items)):
-            tl = timeline.build(_custody_entries(conn, case, None), names)
+            valid, _ = signature_valid(conn, _custody_entries(conn, case, None))
+            tl = timeline.build(valid, names)
             holders: dict[str, int] = {}
             in_transit = 0
             for (c, _), ic in tl.items.items():

@@ -319,12 +319,21 @@ def load_entries(path: Path) -> dict[int, SignedEntry]:
 
 def releases_to(entries: Mapping[int, SignedEntry], receiver: str) -> dict[str, SignedEntry]:
     """item -> the latest ``transfer`` of it addressed to ``receiver`` among ``entries`` (one pass)."""
-    out: dict[str, SignedEntry] = {}
+    # Only a release still pending at the end of the bundle's entries can be accepted
+    # (docs/custody-events.md §2.3, §4): not superseded by a later release of the item, not
+    # already accepted.  Its receipt would otherwise claim a custody the sender's log denies.
+    latest: dict[str, SignedEntry] = {}
+    accepted: set[int] = set()
     for seq in sorted(entries):
         e = entries[seq].entry
-        if e.type == "transfer" and e.body.get("to") == receiver and isinstance(e.body.get("item"), str):
-            out[e.body["item"]] = entries[seq]
-    return out
+        if e.type == "transfer" and isinstance(e.body.get("item"), str):
+            latest[e.body["item"]] = entries[seq]
+        elif e.type == "transfer-accept" and isinstance(e.body.get("transfer"), dict):
+            ref = e.body["transfer"].get("seq")
+            if isinstance(ref, int):
+                accepted.add(ref)
+    return {item: rel for item, rel in latest.items()
+            if rel.entry.body.get("to") == receiver and rel.entry.seq not in accepted}
 
 
 def receipt_for(meta: Mapping[str, Any], u: str, item: Mapping[str, Any], release: SignedEntry | None) -> dict[str, Any]:

@@ -84,9 +84,13 @@ def item_details(vault: Vault, query: str) -> dict[str, Any]:
         row = conn.execute(select(schema.items).where(schema.items.c.sha256 == sha)).one()
     names = {k: pk.name for k, pk in vault.enrolled_keys().items()}
     entries = vault.ledger.entries_for_item(sha)
+    from .history import signature_valid
     from .timeline import build
 
-    tl = build(entries, names)  # plain words and custody state (evidencelock/timeline.py)
+    with vault.ledger.reader() as conn:
+        valid, invalid = signature_valid(conn, entries)
+    # Custody state only from entries whose signature verifies (custody-events §3).
+    tl = build(valid, names)  # plain words and custody state (evidencelock/timeline.py)
     words = {(ev.seq, ev.item): ev for ic in tl.items.values() for ev in ic.events}
     custody = []
     for s in entries:
@@ -97,6 +101,7 @@ def item_details(vault: Vault, query: str) -> dict[str, Any]:
             "custodian": names.get(e.actor, ""), "body": dict(e.body),
             "text": ev.text if ev is not None else e.type, "status": ev.status if ev is not None else None,
             "premis": ev.premis if ev is not None else "",
+            "signature_valid": e.seq not in invalid,
         })
     holders = [{"case": ic.case, "holder": ic.holder, "holder_name": ic.holder_name,
                 "in_transit_to": ic.in_transit_to, "in_transit_name": ic.in_transit_name}
@@ -114,7 +119,8 @@ def item_details(vault: Vault, query: str) -> dict[str, Any]:
         "holders": holders,
         "custody_findings": [{"code": f.code, "seq": f.seq, "message": f.message, "severity": f.severity}
                              for f in tl.findings],
-        "signatures_verified": False,
+        "signatures_verified": True,  # custody state from entries whose signature verified
+        "invalid_entries": invalid,
     }
 
 
@@ -153,9 +159,11 @@ def render_item(console: Any, d: dict[str, Any]) -> None:
                 if k == "frames" and isinstance(v, list) and v and isinstance(v[-1], dict):
                     text = f"{len(v)} frame hashes, 0-{v[-1].get('ms', 0) / 1000:g} s"
                 console.print(f"  {escape(str(k))}: {escape(str(text))}")
-    table = Table("seq", "time (UTC)", "case", "what", title="Custody (as recorded; `history ITEM` checks signatures)")
+    table = Table("seq", "time (UTC)", "case", "what", title="Custody (signatures checked; `verify` checks the whole ledger)")
     for c in d["custody"]:
-        table.add_row(str(c["seq"]), escape(c["time"][:16].replace("T", " ")), escape(c["case"]), escape(c["text"]))
+        text = escape(c["text"]) if c.get("signature_valid", True) else \
+            f"[red]SIGNATURE NOT VALID — not used for custody:[/] {escape(c['text'])}"
+        table.add_row(str(c["seq"]), escape(c["time"][:16].replace("T", " ")), escape(c["case"]), text)
     console.print(table)
     for h in d.get("holders", []):
         if h["holder"] is not None:

@@ -86,7 +86,24 @@ def receipt_problems(rec: Mapping[str, Any], actor: str, item: Any, meta: Mappin
         elif rel.entry.body.get("to") != actor:
             problems.append(f"received.transfer names entry {seq}, a release to {str(rel.entry.body.get('to'))[:16]}…, "
                             f"not to the receiver {actor[:16]}… who signed this receipt")
+        else:
+            problems.extend(_not_pending(seq, item, entries))
     return problems
+
+
+def _not_pending(seq: int, item: Any, entries: Mapping[int, SignedEntry]) -> list[str]:
+    """docs/custody-events.md §4: the release a receipt accepts must still be pending at the end
+    of the sender's entries: no later release of the item, no acceptance of it there."""
+    for later in sorted(s for s in entries if s > seq):
+        e = entries[later].entry
+        if e.type == "transfer" and e.body.get("item") == item:
+            return [f"received.transfer names entry {seq}, a release superseded by entry {later} "
+                    f"(a later release of the item in the sender's log): it was not pending (custody-accept)"]
+        tr = e.body.get("transfer") if e.type == "transfer-accept" else None
+        if isinstance(tr, dict) and tr.get("seq") == seq:
+            return [f"received.transfer names entry {seq}, a release already accepted at entry {later} "
+                    f"in the sender's log (custody-accept)"]
+    return []
 
 
 class UpstreamSource(BagSource):

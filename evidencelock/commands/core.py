@@ -152,10 +152,15 @@ def log(ctx: click.Context, case: str | None, type_: str | None, limit: int | No
     """Custody history: every ledger entry (as recorded; run `verify` to check it)."""
     from ..timeline import build, events_by_seq, human_time
 
+    from ..history import signature_valid
+
     with c.open_vault(ctx) as vault:
         names = {k: pk.name for k, pk in vault.enrolled_keys().items()}
         signed = [SignedEntry.from_bytes(row.canonical, row.signature, subject=f"entry {row.seq}")
                   for row in vault.ledger.rows()]
+        with vault.ledger.reader() as conn:
+            valid, invalid_seqs = signature_valid(conn, signed) if not as_json else (signed, [])
+    invalid = set(invalid_seqs)
     rows = [s.entry for s in signed if (case is None or s.entry.case == case) and (type_ is None or s.entry.type == type_)]
     if limit is not None:
         rows = rows[-limit:]
@@ -163,12 +168,16 @@ def log(ctx: click.Context, case: str | None, type_: str | None, limit: int | No
         emit_json([e.to_json() for e in rows])
         return
     # Plain words and custody status from the one timeline module (statuses need every entry).
-    words = events_by_seq(build(signed, names))
-    table = Table("seq", "time (UTC)", "type", "case", "what", title="Ledger (as recorded; run `verify` to check signatures)")
+    # Custody statuses only from entries whose signature verifies (custody-events §3).
+    words = events_by_seq(build(valid, names))
+    table = Table("seq", "time (UTC)", "type", "case", "what",
+                  title="Ledger (signatures checked; run `verify` for the hash chain, tree and stored bytes)")
     for e in rows:
         ev = words.get(e.seq)
-        table.add_row(str(e.seq), escape(human_time(e.time)), escape(e.type), escape(e.case),
-                      escape(ev.text if ev is not None else e.type))
+        text = escape(ev.text if ev is not None else e.type)
+        if e.seq in invalid:
+            text = f"[red]SIGNATURE NOT VALID — not used for custody:[/] {text}"
+        table.add_row(str(e.seq), escape(human_time(e.time)), escape(e.type), escape(e.case), text)
     out.print(table)
 
 

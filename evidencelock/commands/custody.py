@@ -392,7 +392,7 @@ def history(ctx: click.Context, item: str, case: str | None, as_json: bool) -> N
         out.print(f"[{'red' if f.severity == 'fail' else 'yellow'}]{'PROBLEM' if f.severity == 'fail' else 'notice'}[/] "
                   f"{escape(f.message)}")
     for p in h.signature_problems:
-        out.print(f"[red]PROBLEM[/] {escape(p.message)}")
+        out.print(f"[red]PROBLEM[/] SIGNATURE NOT VALID — {escape(p.message)} (not used for the custody shown above)")
     out.print(f"Signatures checked: {h.signatures_checked} entries (each shown entry and the key enrolments behind "
               f"them, under the enrolled keys; no key used after its revocation)"
               + (f"; {len(h.signature_problems)} did NOT verify." if h.signature_problems else "."))

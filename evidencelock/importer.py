@@ -44,7 +44,7 @@ from .entry import SignedEntry
 from .errors import EvidenceLockError, InputError, VerificationError
 from .hashing import open_regular
 from .keys import CustodianKey, PublicKey
-from .store import StagedObject, _fsync_dir, _makedirs_durable, _syncfs
+from .store import StagedObject, _fsync_dir, _makedirs_durable, _syncfs, _write_all
 from .vault import Vault
 
 __all__ = ["import_bundle", "ImportResult", "ImportedItem", "IMPORTS_DIR", "check_imports", "stored_import_problems"]
@@ -123,9 +123,7 @@ def _copy_tag(src: BagSource, path: str, dest: Path) -> None:
     try:
         with src.open(path) as f:
             while chunk := f.read(1 << 20):
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
+                _write_all(fd, memoryview(chunk))
     finally:
         os.close(fd)
 

@@ -43,7 +43,7 @@ from ..entry import SignedEntry
 from ..errors import DigestMismatch, EvidenceLockError, InputError, StorageError, VerificationError
 from ..hashing import open_regular
 from ..keys import CustodianKey, PublicKey
-from ..store import _fsync_dir, _syncfs  # one syncfs(2) helper for the whole package
+from ..store import _fsync_dir, _syncfs, _write_all  # one syncfs(2) helper for the whole package
 from ..vault import Vault
 from ._paths import NameAllocator
 from .verify import BUNDLE_FORMAT, BUNDLE_VERSION, _cores, note_signer, tsa_root_sha256
@@ -85,9 +85,7 @@ def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        _write_all(fd, memoryview(data))
     finally:
         os.close(fd)
 

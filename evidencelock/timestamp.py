@@ -44,6 +44,7 @@ __all__ = [
     "TsaChain",
     "load_tsa_certificates",
     "MAX_RESPONSE_BYTES",
+    "der_sorted_certificates",
 ]
 
 MAX_RESPONSE_BYTES = 1 << 20  # a real TimeStampResp is a few KiB; refuse anything absurd
@@ -84,13 +85,123 @@ def make_request(data: bytes) -> bytes:
     return request.as_bytes()
 
 
+# -- tolerating an unsorted certificates SET (docs/transparency.md §5.1) -------------------
+#
+# rfc3161-client parses strict DER, where a SET OF must be sorted (X.690 §11.6).  OpenSSL's
+# `ts -reply` with `certs = …` (and other TSAs) emits SignedData.certificates unsorted, signer
+# first.  That SET is NOT covered by the CMS signature (RFC 5652 §5.1, §5.4: only the signed
+# attributes are signed), so reordering it changes nothing a signature vouches for.  We make a
+# parsing copy in which ONLY the elements of that SET are put in DER order: every other byte,
+# the TSTInfo (eContent) and the signedAttrs included, is identical to what was received and is
+# then parsed strictly by rfc3161-client.  The stored and exported token is always the bytes as
+# received.  The walk to the SET is itself strict DER (definite, minimal lengths, low tag
+# numbers), so a BER trick cannot make it look at other bytes than the strict parser does.
+
+_MAX_EMBEDDED_CERTS = 64  # real TSAs embed 1-4 certificates
+
+
+def _tlv(buf: bytes, pos: int, end: int, subject: str) -> tuple[int, int, int]:
+    """(tag byte, content start, content end) of the DER TLV at ``pos``; strict: raises on BER."""
+    if pos + 2 > end:
+        raise FormatError("truncated ASN.1 element in the timestamp token", subject=subject)
+    tag = buf[pos]
+    if tag & 0x1F == 0x1F:
+        raise FormatError("high-tag-number ASN.1 form where RFC 5652 has none", subject=subject)
+    first = buf[pos + 1]
+    pos += 2
+    if first < 0x80:
+        length = first
+    elif first == 0x80:
+        raise FormatError("BER indefinite length in the timestamp token: DER is required (X.690 §10.1)",
+                          subject=subject)
+    else:
+        count = first & 0x7F
+        if count > 4 or pos + count > end:
+            raise FormatError("ASN.1 length out of range in the timestamp token", subject=subject)
+        length = int.from_bytes(buf[pos:pos + count], "big")
+        if length < 0x80 or buf[pos] == 0:
+            raise FormatError("non-minimal ASN.1 length in the timestamp token: DER is required (X.690 §10.1)",
+                              subject=subject)
+        pos += count
+    if pos + length > end:
+        raise FormatError("ASN.1 element runs past its container in the timestamp token", subject=subject)
+    return tag, pos, pos + length
+
+
+def _expect(buf: bytes, pos: int, end: int, tag: int, what: str, subject: str) -> tuple[int, int]:
+    found, start, stop = _tlv(buf, pos, end, subject)
+    if found != tag:
+        raise FormatError(f"{what}: expected ASN.1 tag 0x{tag:02x} found 0x{found:02x}", subject=subject)
+    return start, stop
+
+
+def _token_span(tsr: bytes, subject: str) -> tuple[int, int] | None:
+    """Where the TimeStampToken lies inside a TimeStampResp (RFC 3161 §2.4.2), or None if absent."""
+    start, end = _expect(tsr, 0, len(tsr), 0x30, "TimeStampResp", subject)
+    if end != len(tsr):
+        raise FormatError("trailing bytes after the TimeStampResp", subject=subject)
+    _, _, pos = _tlv(tsr, start, end, subject)  # PKIStatusInfo (parsed strictly later)
+    if pos == end:
+        return None
+    _, _, stop = _tlv(tsr, pos, end, subject)
+    return pos, stop
+
+
+def der_sorted_certificates(token: bytes, *, subject: str = "timestamp token") -> bytes:
+    """A copy of the TimeStampToken ``token`` (DER CMS ContentInfo, RFC 5652 §3) in which only the
+    elements of SignedData.certificates are in DER SET OF order (X.690 §11.6); every other byte
+    unchanged.  For PARSING only: store and export ``token`` itself.  Returns ``token`` when
+    there is nothing to sort."""
+    start, end = _expect(token, 0, len(token), 0x30, "ContentInfo", subject)
+    if end != len(token):
+        raise FormatError("trailing bytes after the TimeStampToken", subject=subject)
+    _, pos = _expect(token, start, end, 0x06, "ContentInfo.contentType", subject)
+    explicit, end0 = _expect(token, pos, end, 0xA0, "ContentInfo.content [0]", subject)
+    sd, sd_end = _expect(token, explicit, end0, 0x30, "SignedData", subject)
+    _, pos = _expect(token, sd, sd_end, 0x02, "SignedData.version", subject)
+    _, pos = _expect(token, pos, sd_end, 0x31, "SignedData.digestAlgorithms", subject)
+    _, pos = _expect(token, pos, sd_end, 0x30, "SignedData.encapContentInfo", subject)
+    if pos >= sd_end:
+        raise FormatError("SignedData has no signerInfos", subject=subject)
+    tag, c_start, c_end = _tlv(token, pos, sd_end, subject)
+    if tag != 0xA0:  # certificates [0] IMPLICIT CertificateSet is OPTIONAL
+        return token
+    elements: list[bytes] = []
+    at = c_start
+    while at < c_end:
+        _, _, stop = _tlv(token, at, c_end, subject)
+        elements.append(token[at:stop])
+        at = stop
+        if len(elements) > _MAX_EMBEDDED_CERTS:
+            raise FormatError(f"more than {_MAX_EMBEDDED_CERTS} embedded certificates", subject=subject)
+    ordered = sorted(elements)
+    if ordered == elements:
+        return token
+    return token[:c_start] + b"".join(ordered) + token[c_end:]
+
+
 def _parse_response(tsr: bytes, subject: str) -> rfc3161_client.TimeStampResponse:
     if len(tsr) > MAX_RESPONSE_BYTES:
         raise FormatError(f"timestamp response is {len(tsr)} bytes, over {MAX_RESPONSE_BYTES}", subject=subject)
     try:
+        span = _token_span(tsr, subject)
+        if span is not None:  # §5.1: sort only the unsigned certificates SET, for the strict parser
+            a, b = span
+            tsr = tsr[:a] + der_sorted_certificates(tsr[a:b], subject=subject) + tsr[b:]
+    except FormatError as exc:
+        raise FormatError(f"not a DER RFC 3161 TimeStampResp: {exc.message}", subject=subject) from None
+    try:
         return rfc3161_client.decode_timestamp_response(tsr)
     except ValueError as exc:
         raise FormatError(f"not a DER RFC 3161 TimeStampResp: {exc}", subject=subject) from None
+
+
+def _token_as_received(tsr: bytes, subject: str) -> bytes:
+    """The TimeStampToken bytes exactly as the TSA sent them (never the parsing copy)."""
+    span = _token_span(tsr, subject)
+    if span is None:
+        raise FormatError("the TimeStampResp carries no TimeStampToken", subject=subject)
+    return tsr[span[0]:span[1]]
 
 
 def _check_against_request(response: rfc3161_client.TimeStampResponse, request_der: bytes, subject: str) -> None:
@@ -123,7 +234,7 @@ def token_from_response(tsr_bytes: bytes, *, request_der: bytes | None = None) -
         raise StorageError(f"TSA refused the request: status={response.status} ({texts})", subject=subject)
     if request_der is not None:
         _check_against_request(response, request_der, subject)
-    return response.time_stamp_token()
+    return _token_as_received(tsr_bytes, subject)
 
 
 def request_token(url: str, data: bytes, *, timeout: float = 30.0) -> bytes:
@@ -163,7 +274,7 @@ def request_token_and_query(url: str, data: bytes, *, timeout: float = 30.0) -> 
         texts = "; ".join(response.status_string) or "no status text"
         raise StorageError(f"TSA refused the request: status={response.status} ({texts})", subject=url)
     _check_against_request(response, query, url)
-    return response.time_stamp_token(), query
+    return _token_as_received(body, url), query
 
 
 def _der_length(n: int) -> bytes:

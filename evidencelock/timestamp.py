@@ -144,6 +144,8 @@ def _token_span(tsr: bytes, subject: str) -> tuple[int, int] | None:
     if pos == end:
         return None
     _, _, stop = _tlv(tsr, pos, end, subject)
+    if stop != end:
+        raise FormatError("trailing bytes after the TimeStampToken", subject=subject)
     return pos, stop
 
 

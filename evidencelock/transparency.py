@@ -132,6 +132,7 @@ class StoredCheckpoint:
                 {k: v for k, v in t.items() if k not in ("token", "chain", "tsq")} for t in self.timestamps
             ],
             "cosignatures": len(self.cosignatures),
+            "timestamped": bool(self.tokens),  # false: no RFC 3161 token, only our own clock dates it
         }
 
 

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import re
 import shutil
 import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-__all__ = ["Pki", "TsaServer", "make_pki", "make_tsa_cert", "serve", "openssl_reply"]
+__all__ = ["Pki", "TsaServer", "make_pki", "make_chain_pki", "make_tsa_cert", "serve", "openssl_reply",
+           "strip_cert_req", "certificate_elements"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Pki:
     tsa_cert: Path
     tsa_key: Path
     config: Path
+    intermediate_cert: Path | None = None  # make_chain_pki only: Root CA -> this -> TSA
 
 
 def _openssl() -> str:
@@ -100,6 +104,57 @@ ess_cert_id_alg = sha256
     return Pki(directory, ca_cert, ca_key, tsa_cert, tsa_key, config)
 
 
+def make_chain_pki(directory: Path) -> Pki:
+    """Root CA -> Intermediate CA -> TSA, and a TSA that EMBEDS its chain the way OpenSSL-based TSAs
+    do: ``certs = chain.pem`` and ``ess_cert_id_chain = yes``.  ``openssl ts -reply`` then puts the
+    signer first and the chain after it: a certificates SET that is not DER-sorted."""
+    pki = make_pki(directory)
+    inter_key, inter_csr, inter = directory / "inter.key", directory / "inter.csr", directory / "inter.crt"
+    ext = directory / "inter.ext"
+    ext.write_text("basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n"
+                   "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
+    _run("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(inter_key),
+         "-out", str(inter_csr), "-subj", "/O=evidencelock tests/CN=Test Intermediate CA", cwd=directory)
+    _run("x509", "-req", "-in", str(inter_csr), "-CA", str(pki.ca_cert), "-CAkey", str(pki.ca_key), "-CAcreateserial",
+         "-out", str(inter), "-days", "3650", "-sha256", "-extfile", str(ext), cwd=directory)
+    tsa_cert, tsa_key = make_tsa_cert(directory, "Chain TSA", inter, inter_key)
+    embedded = directory / "embedded-chain.pem"
+    embedded.write_bytes(inter.read_bytes() + pki.ca_cert.read_bytes())
+    config = pki.config.read_text().replace(str(pki.tsa_cert), str(tsa_cert)).replace(str(pki.tsa_key), str(tsa_key))
+    config = config.replace("ess_cert_id_chain = no", "ess_cert_id_chain = yes") + f"certs = {embedded}\n"
+    pki.config.write_text(config)
+    return Pki(directory, pki.ca_cert, pki.ca_key, tsa_cert, tsa_key, pki.config, inter)
+
+
+def strip_cert_req(query: bytes) -> bytes:
+    """The same TimeStampReq (imprint, nonce) with certReq removed: a TSA that embeds no certificate.
+
+    Our requests end with ``certReq BOOLEAN TRUE`` (01 01 ff) inside a short-form SEQUENCE."""
+    assert query[0] == 0x30 and query[1] < 0x80 and query.endswith(b"\x01\x01\xff"), query.hex()
+    inner = query[2:-3]
+    return bytes([0x30, len(inner)]) + inner
+
+
+def certificate_elements(token: bytes) -> tuple[int, int, list[bytes]]:
+    """(start, end, elements) of SignedData.certificates in a DER token, found with ``openssl asn1parse``
+    (an independent parser, so tests do not build their inputs with the code under test)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "token.der"
+        path.write_bytes(token)
+        listing = subprocess.run([_openssl(), "asn1parse", "-inform", "DER", "-in", str(path)], capture_output=True,
+                                 text=True, timeout=60, check=True).stdout.splitlines()
+    rows = []
+    for line in listing:
+        m = re.match(r"\s*(\d+):d=(\d+)\s+hl=(\d+)\s+l=\s*(\d+)\s+(.*)", line)
+        assert m, line
+        rows.append((int(m[1]), int(m[2]), int(m[3]), int(m[4]), m[5]))
+    # ContentInfo(d0) > [0](d1) > SignedData(d2) > children at d3; certificates = the [0] at depth 3.
+    certs = next(r for r in rows if r[1] == 3 and "cont [ 0 ]" in r[4])
+    start, end = certs[0] + certs[2], certs[0] + certs[2] + certs[3]
+    elements = [token[r[0]:r[0] + r[2] + r[3]] for r in rows if r[1] == 4 and start <= r[0] < end]
+    return start, end, elements
+
+
 def openssl_reply(pki: Pki, query: bytes) -> bytes:
     """Run ``openssl ts -reply`` on a DER TimeStampReq; return the DER TimeStampResp."""
     with tempfile.TemporaryDirectory(dir=pki.dir) as tmp:
@@ -112,7 +167,7 @@ def openssl_reply(pki: Pki, query: bytes) -> bytes:
 class TsaServer:
     def __init__(self, pki: Pki) -> None:
         self.pki = pki
-        self.mode = "ok"  # "ok", "garbage" (200 with junk), "error" (HTTP 500)
+        self.mode = "ok"  # "ok", "nocert" (no certificate embedded), "garbage" (200 with junk), "error" (HTTP 500)
         self.requests: list[bytes] = []
         server = self
 
@@ -124,7 +179,10 @@ class TsaServer:
                 if server.mode == "error":
                     self.send_error(500, "TSA broken")
                     return
-                body = b"<html>not a timestamp</html>" if server.mode == "garbage" else openssl_reply(server.pki, query)
+                if server.mode == "garbage":
+                    body = b"<html>not a timestamp</html>"
+                else:
+                    body = openssl_reply(server.pki, strip_cert_req(query) if server.mode == "nocert" else query)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/timestamp-reply")
                 self.send_header("Content-Length", str(len(body)))
@@ -149,3 +207,33 @@ def serve(pki: Pki) -> Iterator[TsaServer]:
         tsa.httpd.shutdown()
         tsa.httpd.server_close()
         tsa.thread.join(timeout=5)
+
+
+def make_tsa_cert_valid(directory: Path, name: str, pki: Pki, *, not_before: datetime, not_after: datetime) -> Pki:
+    """A TSA certificate (critical timeStamping EKU) issued by the test root with the given validity, and a
+    copy of the TSA config signing with it (for expired-certificate cases; openssl x509 3.0 cannot backdate)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "evidencelock tests"),
+                                     x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(not_before).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+            .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+    stem = name.replace(" ", "-")
+    cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    config = directory / f"{stem}.cnf"
+    config.write_text(pki.config.read_text().replace(str(pki.tsa_cert), str(cert_path))
+                      .replace(str(pki.tsa_key), str(key_path)))
+    return Pki(pki.dir, pki.ca_cert, pki.ca_key, cert_path, key_path, config, pki.intermediate_cert)

@@ -81,10 +81,16 @@ def checkpoint(ctx: click.Context, tsa_urls: tuple[str, ...], tsa_certs: tuple[s
         err.print(f"Checkpoint #{cp.id}: tree size {cp.tree_size}, root {cp.root_hash.hex()}; "
                   f"recorded as entry {result.entry_seq}")
         for r in result.tsa:
-            if r.ok:
+            if r.ok and r.time:
                 err.print(f"[green]timestamp[/] {escape(r.url)}: {escape(r.tsa)} {escape(r.time)}")
+            elif r.ok:
+                err.print(f"[yellow]timestamp[/] {escape(r.url)}: token stored, but its signature, certificate chain "
+                          "and time were not verified (give the TSA certificate and its CA chain with --tsa-cert)")
             else:
                 err.print(f"[red]TSA failed[/] {escape(r.error)}")
+        if not cp.tokens:
+            err.print("[yellow]not timestamped[/]: no RFC 3161 token; only this vault's own clock dates this checkpoint"
+                      + ("" if tsq_out else " (use --tsa URL, or --tsq-out and timestamp-attach)"))
         if tsq_out:
             err.print(f"Wrote timestamp request {escape(tsq_out)}; later: evidencelock timestamp-attach {cp.id} FILE.tsr")
     if result.tsa_all_failed:
@@ -208,7 +214,8 @@ def checkpoints(ctx: click.Context, show_id: int | None, as_json: bool) -> None:
         return
     table = Table("id", "created (UTC)", "tree size", "root hash", "timestamps", "cosignatures")
     for r in rows:
-        stamps = ", ".join(str(t.get("tsa", "?")) for t in r.tokens) + (" (+pending .tsq)" if r.pending_requests else "")
+        stamps = ", ".join(str(t.get("tsa", "?")) for t in r.tokens) or "not timestamped"
+        stamps += " (+pending .tsq)" if r.pending_requests else ""
         table.add_row(str(r.id), r.created[:19].replace("T", " "), str(r.tree_size), r.root_hash.hex()[:16] + "…",
                       escape(stamps), str(len(r.cosignatures)))
     out.print(table)

@@ -100,6 +100,27 @@ def test_ingest_refuses_the_vault_under_another_spelling(tmp_path: Path) -> None
     assert _entries(vault_real) == before and _objects(vault_real) == []
 
 
+def test_ingest_refuses_a_bind_mount_of_the_vault(tmp_path: Path) -> None:
+    """A bind mount shows the vault folder under a path that shares nothing with the vault's:
+    the same device and inode give it away (needs root for mount(8); skipped otherwise)."""
+    vault = tmp_path / "vault"
+    _init(vault)
+    card = _card(tmp_path / "card")
+    (card / "mnt").mkdir()
+    p = subprocess.run(["mount", "--bind", str(vault), str(card / "mnt")], capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot bind-mount here (needs root): {p.stderr.strip()}")
+    try:
+        before = _entries(vault)
+        r = run_cli("ingest", card, "--case", "C1", vault=vault, timeout=TIMEOUT)
+        _assert_refused_as_vault(r, card, vault)
+        r = run_cli("ingest", card / "mnt" / "keys", "--case", "C1", vault=vault, timeout=TIMEOUT)
+        _assert_refused_as_vault(r, card / "mnt" / "keys", vault)
+        assert _entries(vault) == before and _objects(vault) == []
+    finally:
+        subprocess.run(["umount", str(card / "mnt")], check=True)
+
+
 def test_ingest_refuses_a_hard_link_to_the_private_key(tmp_path: Path) -> None:
     """A hard link of the vault's private key file on the card (same inode, another path
     outside the vault) is the vault's file all the same: refused, nothing recorded."""

@@ -252,10 +252,10 @@ def _vault_ids(vault_root: str | os.PathLike[str] | bytes) -> _VaultIds | None:
     return _VaultIds(os.path.abspath(raw), (st.st_dev, st.st_ino), frozenset(files))
 
 
-def _vault_refusal(source: bytes, vault: bytes, how: str) -> InputError:
+def _vault_refusal(source: bytes, vault: bytes, how: str, where: str = "") -> InputError:
     return InputError(
         f"refusing to ingest the vault into itself: {display_path(source)} {how} the vault "
-        f"{display_path(vault)}; it would preserve the live ledger and the private key files as evidence. "
+        f"{display_path(vault)}{where}; it would preserve the live ledger and the private key files as evidence. "
         "Nothing was recorded",
         subject=display_path(source),
         hint="ingest the card or folder itself, not a folder holding the vault; keep the vault outside it",
@@ -440,11 +440,12 @@ def _walk_dir(root: bytes, real_root: bytes, follow: bool, root_id: tuple[int, i
                 elif stat.S_ISDIR(mode):
                     if vault is not None and (st.st_dev, st.st_ino) == vault.folder:
                         # docs/vault-layout.md §5.2: the vault (or a bind mount of it) in the source.
-                        raise _vault_refusal(root, vault.root, f"contains (as {display_path(path)})")
+                        raise _vault_refusal(root, vault.root, "contains", f" (found at {display_path(path)})")
                     subdirs.append((path, chain + ((name, st.st_dev, st.st_ino),)))
                 elif stat.S_ISREG(mode):
                     if vault is not None and (st.st_dev, st.st_ino) in vault.files:
-                        raise _vault_refusal(root, vault.root, f"holds {display_path(path)}, a hard link to a file of")
+                        raise _vault_refusal(root, vault.root, "holds a hard link to a file of",
+                                             f" ({display_path(path)})")
                     yield Candidate(path, root, rel, base=root, base_id=root_id, dirs=chain,
                                     ident=(st.st_dev, st.st_ino)), None
                 else:

@@ -47,7 +47,8 @@ from .ledger import Draft, Tail, set_item_media
 from .store import SourceChanged, SourceReadError, StagedObject
 from .vault import Vault
 
-__all__ = ["ingest", "IngestReport", "FileOutcome", "display_path", "walk", "check_roots"]
+__all__ = ["ingest", "IngestReport", "FileOutcome", "display_path", "walk", "check_roots", "check_not_vault",
+           "known_cases", "NearDuplicatePair", "near_duplicate_pairs"]
 
 MAX_NOTE = 4096
 
@@ -88,6 +89,9 @@ class IngestReport:
     case: str
     outcomes: list[FileOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    # Paths named by the user under which no regular file was found (an unmounted card?):
+    # the others were ingested; the run is not ok (docs/vault-layout.md §5.2).
+    empty_paths: list[str] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -98,7 +102,7 @@ class IngestReport:
 
     @property
     def ok(self) -> bool:
-        return self.count("rejected") == 0
+        return self.count("rejected") == 0 and not self.empty_paths
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +114,7 @@ class IngestReport:
             "already_recorded": self.count("already-recorded"),
             "rejected": self.count("rejected"),
             "skipped": self.count("skipped"),
+            "empty_paths": list(self.empty_paths),
             "bytes": self.bytes_read,
             "seconds": round(self.seconds, 3),
             "outcomes": [o.__dict__ for o in self.outcomes],
@@ -191,8 +196,12 @@ def _source_record(cand: Candidate, mtime_ns: int, policy: SourcePolicy) -> dict
     return record
 
 
-def check_roots(paths: Sequence[str | os.PathLike[str] | bytes]) -> list[tuple[bytes, os.stat_result]]:
-    """Each path named by the user must be a file or a folder: else InputError, before any read."""
+def check_roots(paths: Sequence[str | os.PathLike[str] | bytes], *,
+                vault_root: str | os.PathLike[str] | None = None) -> list[tuple[bytes, os.stat_result]]:
+    """Each path named by the user must be a file or a folder: else InputError, before any read.
+
+    With ``vault_root``, a path that is the vault or lies inside it is refused too
+    (``check_not_vault``); a folder *containing* the vault is found by the walk."""
     roots: list[tuple[bytes, os.stat_result]] = []
     for p in paths:
         raw = os.fsencode(p)
@@ -205,16 +214,93 @@ def check_roots(paths: Sequence[str | os.PathLike[str] | bytes]) -> list[tuple[b
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
             raise InputError(f"not a regular file or folder ({_kind(st.st_mode)})", subject=display_path(raw))
         roots.append((os.path.abspath(raw), st))
+    if vault_root is not None:
+        check_not_vault(roots, vault_root)
     return roots
 
 
-def walk(paths: Sequence[str | os.PathLike[str] | bytes], *, follow_symlinks: bool = False) -> tuple[list[Candidate], list[FileOutcome]]:
+@dataclass(frozen=True)
+class _VaultIds:
+    """What identifies the vault on disk, by (device, inode) so that no spelling of a path
+    (symlink, bind mount, ``..``, another mount point of the same file system) hides it."""
+
+    root: bytes  # as the vault was named, for messages
+    folder: tuple[int, int]
+    files: frozenset[tuple[int, int]]  # vault.json, ledger files, key files (hard links of them)
+
+
+def _vault_ids(vault_root: str | os.PathLike[str] | bytes) -> _VaultIds | None:
+    raw = os.fsencode(vault_root)
+    try:
+        st = os.stat(raw)
+    except OSError:
+        return None  # no vault folder: nothing to protect (Vault.open refuses it anyway)
+    files: set[tuple[int, int]] = set()
+    for sub in (b"vault.json", b"ledger.sqlite", b"ledger.sqlite-wal", b"ledger.sqlite-shm"):
+        try:
+            f = os.stat(os.path.join(raw, sub), follow_symlinks=False)
+            files.add((f.st_dev, f.st_ino))
+        except OSError:
+            pass
+    try:
+        with os.scandir(os.path.join(raw, b"keys")) as it:
+            for ent in it:
+                f = ent.stat(follow_symlinks=False)
+                files.add((f.st_dev, f.st_ino))
+    except OSError:
+        pass
+    return _VaultIds(os.path.abspath(raw), (st.st_dev, st.st_ino), frozenset(files))
+
+
+def _vault_refusal(source: bytes, vault: bytes, how: str, where: str = "") -> InputError:
+    return InputError(
+        f"refusing to ingest the vault into itself: {display_path(source)} {how} the vault "
+        f"{display_path(vault)}{where}; it would preserve the live ledger and the private key files as evidence. "
+        "Nothing was recorded",
+        subject=display_path(source),
+        hint="ingest the card or folder itself, not a folder holding the vault; keep the vault outside it",
+    )
+
+
+def check_not_vault(roots: Sequence[tuple[bytes, os.stat_result]], vault_root: str | os.PathLike[str] | bytes) -> None:
+    """InputError if a root is the vault, lies inside it, or is one of its files (hard link).
+
+    Compared by (device, inode) of the root and of every folder above its real path
+    (docs/vault-layout.md §5.2); a root *containing* the vault is found during the walk."""
+    ids = _vault_ids(vault_root)
+    if ids is None:
+        return
+    for root, st in roots:
+        if (st.st_dev, st.st_ino) == ids.folder:
+            raise _vault_refusal(root, ids.root, "is")
+        if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) in ids.files:
+            raise _vault_refusal(root, ids.root, "is a file of")
+        real = os.path.realpath(root)
+        parent = os.path.dirname(real)
+        while True:
+            try:
+                pst = os.stat(parent)
+            except OSError:
+                break
+            if (pst.st_dev, pst.st_ino) == ids.folder:
+                raise _vault_refusal(root, ids.root, "is inside")
+            if parent == os.path.dirname(parent):
+                break
+            parent = os.path.dirname(parent)
+
+
+def walk(paths: Sequence[str | os.PathLike[str] | bytes], *, follow_symlinks: bool = False,
+         vault_root: str | os.PathLike[str] | bytes | None = None,
+         empty_paths: list[str] | None = None) -> tuple[list[Candidate], list[FileOutcome]]:
     """Every regular file under ``paths``; symlinks and special files become skip outcomes.
 
     Raises InputError (before anything is read) if a given path does not exist or is not
-    a file or folder.
+    a file or folder, or (with ``vault_root``) is, lies inside or contains the vault, or is
+    one of its files.  ``empty_paths``, if given, receives each named folder under which
+    no regular file was found.
     """
-    roots = check_roots(paths)
+    roots = check_roots(paths, vault_root=vault_root)
+    ids = _vault_ids(vault_root) if vault_root is not None else None
 
     candidates: list[Candidate] = []
     skipped: list[FileOutcome] = []
@@ -227,12 +313,17 @@ def walk(paths: Sequence[str | os.PathLike[str] | bytes], *, follow_symlinks: bo
                                             ident=(st.st_dev, st.st_ino), single=True))
             continue
         real_root = os.path.realpath(root)
-        for cand, skip in _walk_dir(root, real_root, follow_symlinks, (st.st_dev, st.st_ino)):
+        found = 0
+        for cand, skip in _walk_dir(root, real_root, follow_symlinks, (st.st_dev, st.st_ino), ids):
             if skip is not None:
                 skipped.append(skip)
-            elif cand is not None and (cand.link or cand.path) not in seen:
-                seen.add(cand.link or cand.path)
-                candidates.append(cand)
+            elif cand is not None:
+                found += 1
+                if (cand.link or cand.path) not in seen:
+                    seen.add(cand.link or cand.path)
+                    candidates.append(cand)
+        if found == 0 and empty_paths is not None:
+            empty_paths.append(display_path(root))
     return candidates, skipped
 
 
@@ -299,8 +390,8 @@ def _list_dir(fd: int) -> list[os.DirEntry[str]]:
         return sorted(it, key=lambda e: e.name)
 
 
-def _walk_dir(root: bytes, real_root: bytes, follow: bool,
-              root_id: tuple[int, int] | None = None) -> Iterator[tuple[Candidate | None, FileOutcome | None]]:
+def _walk_dir(root: bytes, real_root: bytes, follow: bool, root_id: tuple[int, int] | None = None,
+              vault: _VaultIds | None = None) -> Iterator[tuple[Candidate | None, FileOutcome | None]]:
     # Every folder is opened relative to its parent with O_NOFOLLOW, down the whole walk, and
     # must be the folder that was listed (dev, ino): a folder swapped for a symlink between
     # listing and opening is reported, never followed (docs/vault-layout.md §5.1).
@@ -347,8 +438,14 @@ def _walk_dir(root: bytes, real_root: bytes, follow: bool,
                             f"symlink to {display_path(link_text)} not followed ({why}; its target is not preserved through this link)",
                         )
                 elif stat.S_ISDIR(mode):
+                    if vault is not None and (st.st_dev, st.st_ino) == vault.folder:
+                        # docs/vault-layout.md §5.2: the vault (or a bind mount of it) in the source.
+                        raise _vault_refusal(root, vault.root, "contains", f" (found at {display_path(path)})")
                     subdirs.append((path, chain + ((name, st.st_dev, st.st_ino),)))
                 elif stat.S_ISREG(mode):
+                    if vault is not None and (st.st_dev, st.st_ino) in vault.files:
+                        raise _vault_refusal(root, vault.root, "holds a hard link to a file of",
+                                             f" ({display_path(path)})")
                     yield Candidate(path, root, rel, base=root, base_id=root_id, dirs=chain,
                                     ident=(st.st_dev, st.st_ino)), None
                 else:
@@ -508,8 +605,19 @@ def ingest(
     if note is not None and len(note) > MAX_NOTE:
         raise InputError(f"the note is longer than {MAX_NOTE} characters")
     started = time.monotonic()
-    candidates, skipped = walk(paths, follow_symlinks=follow_symlinks)
-    report = IngestReport(case=case, outcomes=list(skipped))
+    empty_paths: list[str] = []
+    candidates, skipped = walk(paths, follow_symlinks=follow_symlinks, vault_root=vault.root,
+                               empty_paths=empty_paths)
+    if not candidates:
+        # docs/vault-layout.md §5.2: nothing to preserve at all (an unmounted card?): bad input.
+        named = ", ".join(empty_paths) or ", ".join(display_path(os.fsencode(p)) for p in paths)
+        extra = ""
+        if skipped:
+            extra = (f"; {len(skipped)} other entries were skipped or rejected, e.g. "
+                     f"{skipped[0].path}: {skipped[0].reason}")
+        raise InputError(f"no regular files found under {named} (is the card or drive mounted?); nothing recorded{extra}",
+                         subject=named)
+    report = IngestReport(case=case, outcomes=list(skipped), empty_paths=empty_paths)
     source_policy = SourcePolicy(host=socket.gethostname(), key_secret=vault.source_key_secret(),
                                  record_host=record_host, record_absolute_path=record_absolute_path)
     extract = (_default_extract if extract_media else None)
@@ -570,8 +678,51 @@ def _note_near_duplicates(vault: Vault, report: IngestReport) -> None:
         return
     found = neardup.near_duplicates_of(vault, [o.sha256 for o in new if o.sha256])
     for o in new:
-        o.near_duplicates = [{"item": m.item, "distance": m.distance, "kind": m.kind, "segments": m.segments_json()}
+        o.near_duplicates = [{"item": m.item, "distance": m.distance, "kind": m.kind, "segments": m.segments_json(),
+                              "names": list(m.names)}
                              for m in found.get(o.sha256 or "", [])]
+
+
+@dataclass(frozen=True)
+class NearDuplicatePair:
+    """Two items that look alike (a lead, never a proof): ``a`` preserved by this run, ``b``
+    another item (this run's or an earlier one), each by the name it was ingested under."""
+
+    a: str
+    b: str
+    distance: int
+
+
+def near_duplicate_pairs(report: IngestReport) -> list[NearDuplicatePair]:
+    """The near-duplicates the report found, each unordered pair of items once (a ~ b found
+    from both sides is one pair), closest first."""
+    name_of: dict[str, str] = {}
+    for o in report.outcomes:
+        if o.sha256:
+            name_of.setdefault(o.sha256, o.path)  # the first name these bytes had in this run
+    best: dict[frozenset[str], NearDuplicatePair] = {}
+    for o in report.outcomes:
+        for nd in o.near_duplicates:
+            other = str(nd.get("item", ""))
+            if not o.sha256 or not other:
+                continue
+            names = nd.get("names") or []
+            b = name_of.get(other) or (str(names[0]) if names else other[:16] + "…")
+            pair = NearDuplicatePair(o.path, b, int(nd.get("distance", 0)))
+            k = frozenset((o.sha256, other))
+            if k not in best or pair.distance < best[k].distance:
+                best[k] = pair
+    return sorted(best.values(), key=lambda p: (p.distance, p.a, p.b))
+
+
+def known_cases(vault: Vault) -> list[str]:
+    """Every case name any entry of the vault was recorded under, sorted.
+
+    From the ``case_id`` column, which ``verify`` checks against each entry's signed bytes
+    (docs/vault-layout.md §2); used to ask before a new case is started (§5.3)."""
+    t = schema.entries
+    with vault.ledger.reader() as conn:
+        return sorted(r.case_id for r in conn.execute(select(t.c.case_id).where(t.c.case_id != "").distinct()))
 
 
 def recorded_hits(conn: Connection, case: str, shas: Iterable[str]) -> tuple[dict[tuple[str, str], int], dict[str, int]]:

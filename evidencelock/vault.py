@@ -94,6 +94,17 @@ class Vault:
         allow_weak_passphrase: bool = False,
     ) -> "Vault":
         root = Path(root)
+        # docs/vault-layout.md §1: only the vault folder itself is created, never its parents.
+        # An encrypted drive that is not mounted leaves /mnt/card missing: creating it would
+        # silently put the vault (and its private key) on the plain disk underneath.
+        parent = Path(os.path.abspath(root)).parent
+        if not parent.is_dir():
+            raise InputError(
+                f"the parent folder {parent} does not exist (is the drive mounted?); "
+                "init creates only the vault folder itself, never its parents",
+                subject=str(root),
+                hint=f"mount the drive or create {parent} first, then run init again",
+            )
         if (root / CONFIG_NAME).exists():
             raise InputError("a vault already exists here", subject=str(root))
         if root.exists() and any(root.iterdir()):
@@ -108,7 +119,7 @@ class Vault:
         if not allow_weak_passphrase:
             check_passphrase_strength(passphrase)
         key = CustodianKey.generate(custodian)
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(exist_ok=True)  # the parent exists (checked above)
         (root / "keys").mkdir(mode=0o700, exist_ok=True)
         store = ObjectStore(root)
         store.create_layout()

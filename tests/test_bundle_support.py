@@ -55,6 +55,7 @@ def make_case_files(root: Path) -> Path:
 
 def build_vault(root: Path, start: datetime | None = None) -> tuple[Vault, Clock]:
     clock = Clock(start)
+    root.mkdir(parents=True, exist_ok=True)  # init creates the vault folder, never its parents
     v = Vault.init(root / "vault", custodian="Field Team A", passphrase=PASSPHRASE, now=clock())
     v.close()
     return Vault.open(root / "vault", writable=True), clock

@@ -204,7 +204,7 @@ def test_same_bytes_other_case_is_new_custody(tmp_path: Path) -> None:
     files = make_tree(src)
     assert run_cli("init", "--custodian", "A", vault=vp).code == 0
     assert run_cli("ingest", src, "--case", "one", "--no-media", vault=vp).code == 0
-    r = run_cli("ingest", src, "--case", "two", "--no-media", "--json", vault=vp)
+    r = run_cli("ingest", src, "--new-case", "--case", "two", "--no-media", "--json", vault=vp)
     assert r.code == 0, r.stderr
     assert r.json()["duplicates"] == len(files)
     assert len(ledger_entries(vp)) == 1 + 2 * len(files)

@@ -236,7 +236,7 @@ def test_sigkill_during_verify_changes_nothing(tmp_path: Path) -> None:
 def _spawn(vp: Path, src: Path, case: str) -> subprocess.Popen:
     env = {**os.environ, "EVIDENCELOCK_PASSPHRASE": PASSPHRASE}
     return subprocess.Popen([sys.executable, "-m", "evidencelock", "--vault", str(vp), "ingest", str(src),
-                             "--case", case, "--no-media", "-j", "2", "--json"],
+                             "--case", case, "--new-case", "--no-media", "-j", "2", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 

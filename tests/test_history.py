@@ -115,7 +115,7 @@ def test_history_names_an_entry_whose_signature_does_not_verify(tmp_path):
 def test_history_of_an_item_in_two_cases_and_case_filter(tmp_path):
     vault = _vault(tmp_path)
     vid = _ingests(vault)["DCIM/100PHONE/VID_0001.mp4"]
-    assert run_cli("ingest", tmp_path / "sdcard" / "DCIM" / "100PHONE" / "VID_0001.mp4", "--case", "C2", "--no-media",
+    assert run_cli("ingest", tmp_path / "sdcard" / "DCIM" / "100PHONE" / "VID_0001.mp4", "--new-case", "--case", "C2", "--no-media",
                    vault=vault).code == 0
     h = run_cli("history", vid[:8], "--json", vault=vault).json()
     assert [c["case"] for c in h["cases"]] == ["C1", "C2"]
@@ -134,7 +134,7 @@ def test_cases_lists_counts_pending_transfers_and_holders(tmp_path):
     extra = tmp_path / "c2"
     extra.mkdir()
     (extra / "doc.pdf").write_bytes(b"%PDF-1.4 witness statement")
-    assert run_cli("ingest", extra, "--case", "C2", "--no-media", vault=vault).code == 0
+    assert run_cli("ingest", extra, "--new-case", "--case", "C2", "--no-media", vault=vault).code == 0
     assert run_cli("keys", "add", "Lawyer B", vault=vault, env={"EVIDENCELOCK_NEW_PASSPHRASE": "lawyer b passphrase"}).code == 0
     assert run_cli("transfer", "VID_0001.mp4", "--case", "C1", "--to", "Lawyer B", vault=vault).code == 0
     assert run_cli("transfer", "doc.pdf", "--case", "C2", "--to", "Lawyer B", vault=vault).code == 0

@@ -238,7 +238,7 @@ def test_fifo_and_socket_inside_folder_are_skipped_without_hanging(tmp_path: Pat
     assert outs["control.sock"]["status"] == "skipped" and "socket" in outs["control.sock"]["reason"]
     assert outs["video.mp4"]["status"] == "preserved"
     assert rep["skipped"] == 2 and rep["preserved"] == 1
-    r = run_cli("ingest", src, "--case", "c2", "--no-media", vault=vp, timeout=TIMEOUT)
+    r = run_cli("ingest", src, "--new-case", "--case", "c2", "--no-media", vault=vp, timeout=TIMEOUT)
     assert "pipe" in r.stderr and "FIFO" in r.stderr  # the human output says what was skipped
 
 
@@ -313,7 +313,7 @@ def test_empty_files_are_preserved_and_flagged(tmp_path: Path, vp: Path) -> None
     assert r.code == 0
     custody = r.json()["custody"]
     assert len(custody) == 2 and all("empty-file" in c["body"]["flags"] and c["body"]["size"] == 0 for c in custody)
-    r = run_cli("ingest", src, "--case", "c9", "--no-media", vault=vp)
+    r = run_cli("ingest", src, "--new-case", "--case", "c9", "--no-media", vault=vp)
     assert "empty-file" in r.stderr  # flagged in the human output too
 
 

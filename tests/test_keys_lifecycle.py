@@ -205,6 +205,7 @@ def test_keys_export_reads_the_signed_enrolment_not_the_public_key_file(tmp_path
 def test_external_key_enrolled_from_pem_is_marked_and_cannot_sign_here(tmp_path):
     vault_a = _vault(tmp_path / "a")
     vault_b = tmp_path / "b" / "vault"
+    vault_b.parent.mkdir()
     assert run_cli("init", "--custodian", "Lawyer B", vault=vault_b).code == 0
     assert run_cli("keys", "export", "Lawyer B", "-o", tmp_path / "b.pem", vault=vault_b).code == 0
     r = run_cli("keys", "add", "Lawyer B", "--public-key", tmp_path / "b.pem", "--json", vault=vault_a)

@@ -129,7 +129,7 @@ def test_roundtrip_on_postgres(tmp_path: Path, pg_db) -> None:
 def _spawn(vp: Path, src: Path, case: str) -> subprocess.Popen:
     env = {**os.environ, "EVIDENCELOCK_PASSPHRASE": PASSPHRASE}
     return subprocess.Popen([sys.executable, "-m", "evidencelock", "--vault", str(vp), "ingest", str(src),
-                             "--case", case, "--no-media", "-j", "2", "--json"],
+                             "--case", case, "--new-case", "--no-media", "-j", "2", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 

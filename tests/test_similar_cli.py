@@ -191,7 +191,7 @@ def test_ingest_reports_near_duplicates_of_a_reencoded_copy(world: dict, tmp_pat
     first = run_cli("ingest", src, "--case", "A", "--json", vault=vault)
     assert first.code == 0 and first.json()["outcomes"][0]["near_duplicates"] == []
     original = first.json()["outcomes"][0]["sha256"]
-    r = run_cli("ingest", batch, "--case", "B", "--json", vault=vault)
+    r = run_cli("ingest", batch, "--new-case", "--case", "B", "--json", vault=vault)
     assert r.code == 0, r.stderr
     by_name = {Path(o["path"]).name: o for o in r.json()["outcomes"]}
     for name, other in (("reencode.mp4", "half.mp4"), ("half.mp4", "reencode.mp4")):
@@ -200,16 +200,20 @@ def test_ingest_reports_near_duplicates_of_a_reencoded_copy(world: dict, tmp_pat
         assert {nd["item"] for nd in nds} == {original, by_name[other]["sha256"]}, nds
         nd = next(nd for nd in nds if nd["item"] == original)
         assert nd["kind"] == "video" and nd["distance"] <= 31 and nd["segments"]
-        assert set(nd) == {"item", "distance", "kind", "segments"}
+        assert set(nd) == {"item", "distance", "kind", "segments", "names"}
+        assert nd["names"] == [src.name]  # the name the matched item was ingested under
         assert set(nd["segments"][0]) == {"query_ms", "item_ms"}
     # The human output names it too.
     again = tmp_path / "again"
     again.mkdir()
     trim = next(c for d, c, s in world["copies"] if d == "trim2" and s == src)
     (again / "trim.mp4").write_bytes(trim.read_bytes())
-    h = run_cli("ingest", again, "--case", "C", vault=vault)
+    h = run_cli("ingest", again, "--new-case", "--case", "C", vault=vault)
     assert h.code == 0, h.stderr
-    assert "similar" in h.stderr and original[:16] in h.stderr
+    # One summary line naming both files (not hashes); details with --verbose.
+    assert len([ln for ln in h.stderr.splitlines() if "near-duplicate pair" in ln]) == 1, h.stderr
+    assert "trim.mp4 ~ " in h.stderr and "--verbose" in h.stderr, h.stderr
+    assert original[:16] not in h.stderr
 
 
 def test_index_cache_is_used_updated_and_rebuilt(world: dict, tmp_path: Path) -> None:
@@ -227,7 +231,7 @@ def test_index_cache_is_used_updated_and_rebuilt(world: dict, tmp_path: Path) ->
         fresh, _ = neardup.load_index(v, use_cache=False, write_cache=False)
         fp = {"kind": "image", "hash": index._bytes[0].tobytes().hex(), "quality": 100}
         assert index.query(fp) == fresh.query(fp)
-    assert run_cli("ingest", world["unrelated"][1], "--case", "Z", vault=vault_dir).code == 0
+    assert run_cli("ingest", world["unrelated"][1], "--new-case", "--case", "Z", vault=vault_dir).code == 0
     with Vault.open(vault_dir) as v:
         assert neardup.load_index(v)[1].cache == "hit"  # the ingest brought it up to date
         # The ledger grew behind the cache's back (e.g. an ingest with --no-media elsewhere).
@@ -238,7 +242,7 @@ def test_index_cache_is_used_updated_and_rebuilt(world: dict, tmp_path: Path) ->
         assert uinfo.cache == "updated" and uinfo.items == info.items + 1
     # Bytes preserved without fingerprints (--no-media) are still reported: same bytes.
     video = world["unrelated"][0]
-    assert run_cli("ingest", video, "--case", "Z", "--no-media", vault=vault_dir).code == 0
+    assert run_cli("ingest", video, "--new-case", "--case", "Z", "--no-media", vault=vault_dir).code == 0
     (m,) = _similar({"vault": vault_dir}, video)["matches"]
     assert m["identical"] is True and m["names"] == [video.name] and m["cases"] == ["Z"]
     # A damaged (or tampered) cache is never trusted: it is rebuilt from the ledger database.

@@ -66,7 +66,7 @@ def template(tmp_path_factory) -> Tpl:
     (other / "c2.txt").write_bytes(b"another case\n")
     _ok(run_cli("init", "--custodian", "Team A", vault=vault))
     _ok(run_cli("ingest", card, "--case", "C1", vault=vault))
-    _ok(run_cli("ingest", other, "--case", "C2", "--no-media", vault=vault))
+    _ok(run_cli("ingest", other, "--new-case", "--case", "C2", "--no-media", vault=vault))
     _ok(run_cli("keys", "add", "Lawyer B", vault=vault, env={"EVIDENCELOCK_NEW_PASSPHRASE": "lawyer passphrase 1"}))
     _ok(run_cli("transfer", "--case", "C1", "--to", "Lawyer B", "--note", "sealed bag 17", vault=vault))
     _ok(run_cli("keys", "revoke", "Lawyer B", "--reason", "laptop seized", vault=vault))
@@ -409,7 +409,7 @@ def test_untampered_single_custodian_copy_is_consistent(template: Tpl, v: Path, 
     """Control for the rewrite tests: the same steps without the rewrite pass."""
     old_cp = tmp_path / "old.txt"
     _ok(run_cli("checkpoint", "-o", old_cp, vault=v))
-    _ok(run_cli("ingest", template.vault.parent / "other", "--case", "C3", "--no-media", vault=v))
+    _ok(run_cli("ingest", template.vault.parent / "other", "--new-case", "--case", "C3", "--no-media", vault=v))
     _ok(run_cli("checkpoint", vault=v))
     r = run_cli("consistency", old_cp, "--proof-out", tmp_path / "p.json", vault=v)
     _ok(r)
@@ -430,7 +430,7 @@ def test_audit_during_ingest_records_a_pass(template: Tpl, v: Path, tmp_path: Pa
     env = {**os.environ, "EVIDENCELOCK_PASSPHRASE": PASSPHRASE}
     log_out = (tmp_path / "ingest.out").open("w")
     log_err = (tmp_path / "ingest.err").open("w")
-    ing = subprocess.Popen([sys.executable, "-m", "evidencelock", "--vault", str(v), "ingest", str(src), "--case", "C9",
+    ing = subprocess.Popen([sys.executable, "-m", "evidencelock", "--vault", str(v), "ingest", str(src), "--new-case", "--case", "C9",
                             "--no-media", "--json"], env=env, stdout=log_out, stderr=log_err, text=True)
     audits = []
     overlapped = 0

@@ -63,9 +63,16 @@ def _progress() -> Progress:
     )
 
 
-@click.command(epilog=EXIT_CODES_HELP + " Exit 2 also when any file was rejected (the others are preserved).")
+@click.command(epilog=EXIT_CODES_HELP + " Exit 2 also when any file was rejected or a named folder holds no file "
+               "(the others are preserved), when a source is, is inside or contains the vault, and for a new case "
+               "without --new-case or confirmation (nothing recorded).")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--case", "case", required=True, help="Case (matter) the files belong to.")
+@click.option("--new-case", is_flag=True,
+              help="Start a case no entry of the vault has used yet (else asked on a terminal, refused otherwise; "
+                   "the first case of an empty vault needs no confirmation).")
+@click.option("--verbose", "-v", is_flag=True,
+              help="One line per near-duplicate pair and per file that is not recognised media.")
 @click.option("--note", default=None, help="Free-text note recorded with every file (who, where from).")
 @click.option("--custodian", default=None, help="Sign as this custodian (name or key id; default: the vault's).")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, help="Files read in parallel (default: cores).")
@@ -78,12 +85,15 @@ def _progress() -> Progress:
 @json_option
 @click.pass_context
 @handle_errors
-def ingest(ctx: click.Context, paths: tuple[str, ...], case: str, note: str | None, custodian: str | None,
-           jobs: int | None, follow_symlinks: bool, no_media: bool, record_host: bool, record_absolute_path: bool,
-           as_json: bool) -> None:
+def ingest(ctx: click.Context, paths: tuple[str, ...], case: str, new_case: bool, verbose: bool, note: str | None,
+           custodian: str | None, jobs: int | None, follow_symlinks: bool, no_media: bool, record_host: bool,
+           record_absolute_path: bool, as_json: bool) -> None:
     """Preserve files and folders (recursively) into the vault, one signed entry per file."""
-    ingest_mod.check_roots(paths)  # bad input is named before anything else is asked
+    # Bad input is named before anything else is asked: a missing path, or the vault itself
+    # (docs/vault-layout.md §5.2; a folder containing the vault is found by the walk).
+    ingest_mod.check_roots(paths, vault_root=c.vault_path(ctx))
     with c.open_vault(ctx, writable=True) as vault:
+        _confirm_case(vault, case, new_case)
         key = c.unlock(vault, custodian)
         with _progress() as bar:
             task = bar.add_task("ingesting", total=None)
@@ -101,43 +111,106 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], case: str, note: str | No
     if as_json:
         emit_json(report.to_json())
     else:
-        _render_ingest(report)
+        _render_ingest(report, verbose=verbose)
     if not report.ok:
         raise SystemExit(2)
+
+
+def _confirm_case(vault: Vault, case: str, new_case: bool) -> None:
+    """docs/vault-layout.md §5.3: a case name no entry has used is a typo until confirmed."""
+    import sys
+
+    from .._text import printable
+
+    name = case.strip()
+    known = ingest_mod.known_cases(vault)
+    if not known or name in known or new_case:
+        return  # an empty vault's first case, a known case, or confirmed by --new-case
+    shown = ", ".join(printable(k) for k in known[:10]) + (f" and {len(known) - 10} more" if len(known) > 10 else "")
+    if sys.stdin.isatty():
+        if click.confirm(f"Case {printable(name)!r} is new. Known cases: {shown}. Create it?", default=False,
+                         err=True):
+            return
+        raise InputError(f"case {name!r} not created; nothing recorded", hint="check the spelling against `evidencelock cases`")
+    raise InputError(f"case {name!r} is new (known cases: {shown}); nothing recorded",
+                     hint="check the spelling, or pass --new-case to start a new case")
 
 
 _MEDIA_SUFFIXES = (".jpg", ".jpeg", ".png", ".heic", ".heif", ".tif", ".tiff", ".webp", ".gif", ".mp4", ".mov",
                    ".m4v", ".3gp", ".mkv", ".webm", ".avi", ".mts", ".m4a", ".mp3", ".aac", ".wav", ".ogg", ".opus")
 
 
-def _render_ingest(report: ingest_mod.IngestReport) -> None:
-    not_media = 0
+def _short(path: str) -> str:
+    """A file's name for a one-line summary (the full path is in --verbose and --json)."""
+    return path.rstrip("/").rsplit("/", 1)[-1] or path
+
+
+def _names_list(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(escape(n) for n in names[:limit])
+    return shown + (", …" if len(names) > limit else "")
+
+
+def _render_ingest(report: ingest_mod.IngestReport, *, verbose: bool = False) -> None:
+    not_media: list[str] = []
+    unreadable: list[tuple[str, str]] = []
     for o in report.outcomes:
         if o.status in ("rejected", "skipped"):
             style = "red" if o.status == "rejected" else "yellow"
             err.print(f"[{style}]{o.status}[/] {escape(o.path)}: {escape(o.reason)}")
         for flag in o.flags:
-            err.print(f"[yellow]flag[/] {escape(o.path)}: {flag}")
+            what = {"empty-file": "a zero-byte file, preserved and flagged empty-file",
+                    "source-removed-during-ingest": "removed from the source while it was read (its bytes "
+                                                    "are preserved; flagged source-removed-during-ingest)"}
+            err.print(f"[yellow]flag[/] {escape(o.path)}: {what.get(flag, escape(flag))}")
         for m in o.media_errors:
-            # A document or archive is simply not media: count it instead of one line each,
+            # A document or archive is simply not media: one summary line, not one line each,
             # unless its name claims to be media (a text file named .mp4 is worth a look).
             if "unrecognised format" in m and not o.path.lower().endswith(_MEDIA_SUFFIXES):
-                not_media += 1
-                continue
-            err.print(f"[yellow]media[/] {escape(o.path)}: {escape(m)}")
-        for nd in o.near_duplicates:
-            err.print(f"[cyan]similar[/] {escape(o.path)} ~ item {nd.get('item', '')[:16]}… (distance {nd.get('distance')})")
+                if o.path not in not_media:
+                    not_media.append(o.path)
+            else:
+                unreadable.append((o.path, m))
+    for path in report.empty_paths:
+        err.print(f"[red]empty[/] {escape(path)}: no regular file found under it (is the card or drive mounted?); "
+                  "the other paths were ingested")
+    for path, m in unreadable:
+        err.print(f"[yellow]media[/] {escape(path)}: {escape(m)}")
     if not_media:
-        what = "1 file is not a recognised image, video or audio file" if not_media == 1 else \
-            f"{not_media} files are not recognised images, videos or audio"
-        err.print(f"[dim]{what}: preserved and hashed, no media metadata (see `show ITEM`)[/]")
-    mib = report.bytes_read / (1 << 20)
-    rate = mib / report.seconds if report.seconds > 0 else 0.0
+        what = "1 file is not a recognised image, video or audio file" if len(not_media) == 1 else \
+            f"{len(not_media)} files are not recognised images, videos or audio"
+        err.print(f"[dim]{what} ({_names_list([_short(p) for p in not_media])}): preserved and hashed, "
+                  "no media metadata[/]")
+        if verbose:
+            for path in not_media:
+                err.print(f"  [dim]not media[/] {escape(path)}")
+    pairs = ingest_mod.near_duplicate_pairs(report)
+    if pairs:
+        files = {p.a for p in pairs} | {p.b for p in pairs}
+        head = "1 near-duplicate pair" if len(pairs) == 1 else f"{len(pairs)} near-duplicate pairs"
+        sample = [f"{_short(p.a)} ~ {_short(p.b)}" for p in pairs]
+        err.print(f"[cyan]{head}[/] among {len(files)} files ({_names_list(sample, 2)}): they look alike "
+                  "(a lead, not a proof)"
+                  + ("" if verbose else "; `evidencelock similar FILE` or `ingest --verbose` for details"))
+        if verbose:
+            for p in pairs:
+                err.print(f"  [cyan]similar[/] {escape(p.a)} ~ {escape(p.b)} (distance {p.distance} of 256 bits)")
+    # Only the counts that are not zero: a field team reads this line first.
+    parts = [f"{report.count('preserved')} preserved"]
+    for status, one, many in (("duplicate", "exact duplicate (same bytes, stored once)",
+                               "exact duplicates (same bytes, stored once)"),
+                              ("already-recorded", "already recorded", "already recorded"),
+                              ("rejected", "[red]rejected[/]", "[red]rejected[/]"),
+                              ("skipped", "skipped", "skipped")):
+        n = report.count(status)
+        if n:
+            parts.append(f"{n} {one if n == 1 else many}")
+    if report.empty_paths:
+        parts.append(f"[red]{len(report.empty_paths)} empty path{'s' if len(report.empty_paths) > 1 else ''}[/]")
+    speed = f", {c.human_size(int(report.bytes_read / report.seconds))}/s" if report.seconds >= 1 else ""
+    n_files = len(report.outcomes)
     out.print(
-        f"Case [bold]{escape(report.case)}[/]: {len(report.outcomes)} files, "
-        f"{report.count('preserved')} preserved, {report.count('duplicate')} exact duplicates, "
-        f"{report.count('already-recorded')} already recorded, {report.count('rejected')} rejected, "
-        f"{report.count('skipped')} skipped; {c.human_size(report.bytes_read)} in {report.seconds:.1f} s ({rate:.0f} MiB/s)"
+        f"Case [bold]{escape(report.case)}[/]: {n_files} file{'' if n_files == 1 else 's'}, {', '.join(parts)}; "
+        f"{c.human_size(report.bytes_read)} read in {report.seconds:.1f} s{speed}"
     )
 
 

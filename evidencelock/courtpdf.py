@@ -572,10 +572,10 @@ def _location_picture(pdf: Any, ctx: Any, draw: Any, heading: Any, para: Any, sp
     if missing:
         legend.append(f"No location stated: item{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing[:60]))}"
                       + ("…" if len(missing) > 60 else ""))
-    height = box + 14
+    height = box + 18
 
     def fn() -> None:
-        x0, y0 = pdf.l_margin + left, pdf.get_y() + 2
+        x0, y0 = pdf.l_margin + left, pdf.get_y() + 6  # room for the latitude axis label
         pdf.set_draw_color(91, 101, 112)
         pdf.rect(x0, y0, box, box)
 

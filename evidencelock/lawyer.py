@@ -161,12 +161,10 @@ def media_rows(media: Any) -> list[tuple[str, str]]:
     s = media.get("summary") if isinstance(media.get("summary"), dict) else {}
     rows: list[tuple[str, str]] = []
     fmt = _format_name(s)
-    if kind == "image":
-        rows.append(("File type", f"Photo{f' (image format: {fmt})' if fmt else ''}"))
-    elif kind == "video":
-        rows.append(("File type", f"Video{f' (video format: {fmt})' if fmt else ''}"))
-    elif kind == "audio":
-        rows.append(("File type", f"Audio recording{f' ({fmt})' if fmt else ''}"))
+    if kind in ("image", "video", "audio"):
+        rows.append(("File type", {"image": "Photo", "video": "Video", "audio": "Audio recording"}[kind]))
+        if fmt:
+            rows.append(({"image": "Image format", "video": "Video format", "audio": "Audio format"}[kind], fmt))
     else:
         rows.append(("File type", "Not recognised as a photo, video or audio recording (kept and hashed as it is)"))
     cam = s.get("camera") if isinstance(s.get("camera"), dict) else {}

@@ -99,6 +99,12 @@ def human_files(ctx: Context, *, with_report: bool = True) -> dict[str, bytes]:
         for (item, _), frames in zip(todo, thumbnails([(ctx.bag / item["path"], kind) for item, kind in todo])):
             ctx.thumbs[item["sha256"]] = frames
     files = {"VERIFY.md": _shown(verify_md(ctx)), "certification.md": _shown(report.certification_md(ctx))}
+    # §4.7: the same certification as documents a lawyer edits and signs (pinned by digest only).
+    from .. import certdoc
+
+    md = files["certification.md"].decode()
+    files["certification.docx"] = certdoc.certification_docx(ctx, md)
+    files["certification.odt"] = certdoc.certification_odt(ctx, md)
     if with_report:
         files["report.html"] = _shown(report.report_html(ctx))
         files["report.pdf"] = report.report_pdf(ctx)

@@ -249,3 +249,8 @@ def not_established(report: Any, src: Any) -> None:
             "capture metadata (evidence/metadata.json) are the exporter's rendering of what the files claim, not checked "
             "facts; report.pdf was NOT checked beyond its SHA-256 in the signed bundle.json (it is the exporter's layout "
             "and may say anything the exporter wrote). Rely on this verifier's output, not on the reports.")
+    if "certification.docx" in src.sizes or "certification.odt" in src.sizes:
+        report.not_established.append(
+            "The editable certification (certification.docx, certification.odt): NOT checked beyond its SHA-256 in the "
+            "signed bundle.json; certification.md is the text compared with the records. Compare the documents with it "
+            "before signing.")

@@ -216,11 +216,28 @@ class DirSource(BagSource):
         return self.root / path
 
 
+def _require_end_record_at_end(path: Path, comment: bytes) -> None:
+    """APPNOTE 4.3.16: the end-of-central-directory record (and its comment) ends the file.
+    zipfile accepts the last EOCD signature it finds in the final 64 KiB, so a truncated bundle
+    whose last tag file is itself a zip (certification.docx/.odt, stored verbatim by deflate)
+    would be read as that inner archive; refuse it as unreadable instead."""
+    n = 22 + len(comment)
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size < n:
+            raise zipfile.BadZipFile("file too short for an end-of-central-directory record")
+        f.seek(size - n)
+        tail = f.read(n)
+    if tail[:4] != b"PK\x05\x06" or tail[22:] != comment:
+        raise zipfile.BadZipFile("the end-of-central-directory record is not at the end of the file (truncated?)")
+
+
 class ZipSource(BagSource):
     def __init__(self, path: Path, limits: Limits) -> None:
         super().__init__(str(path), limits)
         try:
             self._zip = zipfile.ZipFile(path)
+            _require_end_record_at_end(path, self._zip.comment)
             infos = self._zip.infolist()
         except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as exc:
             raise InputError(f"not a readable zip file: {exc}", subject=str(path)) from None

@@ -1755,6 +1755,7 @@ def _check_bag_info_signed(src: BagSource, report: BundleReport, meta: Mapping[s
 
 _ALLOWED_TOP = {"bagit.txt", "bag-info.txt", "manifest-sha256.txt", "manifest-sha512.txt", "tagmanifest-sha256.txt",
                 "tagmanifest-sha512.txt", "VERIFY.md", "report.html", "report.pdf", "certification.md",
+                "certification.docx", "certification.odt",
                 "evidence/bundle.json", "evidence/bundle.json.sig", "evidence/entries.jsonl", "evidence/proofs.json",
                 "evidence/checkpoint.txt", "evidence/checkpoint-body.txt", "evidence/checkpoint.sig",
                 "evidence/timestamp.tst", "evidence/tsa-chain.pem", "evidence/timestamp.tsq", "evidence/metadata.json"}
@@ -1835,7 +1836,8 @@ _META_MEMBERS = {"format", "version", "origin", "case", "created", "software", "
                  "record", "files"}
 _ITEM_MEMBERS = {"path", "sha256", "sha512", "size", "original_names", "entries"}
 # §4.7: the human-readable files bundle.json pins; nothing else may be listed in ``files``.
-_HUMAN_FILES = frozenset({"VERIFY.md", "certification.md", "evidence/metadata.json", "report.html", "report.pdf"})
+_HUMAN_FILES = frozenset({"VERIFY.md", "certification.md", "evidence/metadata.json", "report.html", "report.pdf",
+                          "certification.docx", "certification.odt"})  # issue 11: editable certification, digest only
 
 
 def _bundle_json_problems(meta: Mapping[str, Any]) -> list[str]:

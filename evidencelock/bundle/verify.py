@@ -173,6 +173,7 @@ class BundleReport:
     case: str = ""
     payload_files: int = 0
     payload_bytes: int = 0
+    verify_html: dict[str, Any] | None = None  # docs/browser-verifier.md: the carried browser verifier
     upstream: list[dict[str, Any]] = field(default_factory=list)  # §4.9: each earlier organisation's part
     custody_paths: list[dict[str, Any]] = field(default_factory=list)  # §4.9: A → B → C per received item
 
@@ -213,6 +214,7 @@ class BundleReport:
             "items": self.items,
             "upstream": self.upstream,
             "custody_paths": self.custody_paths,
+            "verify_html": self.verify_html,
         }
 
 
@@ -939,6 +941,7 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
 
     # 8. The exporter's signature over bundle.json pins the unsigned tag files.
     _check_bundle_signature(src, report, meta, computed, enrolled)
+    _check_verify_html(src, report, computed)  # docs/browser-verifier.md
     _check_bundle_signer(report, meta, enrolled, revoked, trusted)
     _check_digests(src, report, meta, computed, entries)
     _check_custody(report, meta, entries, enrolled)  # §5 step 14a (issue 10)
@@ -1161,6 +1164,34 @@ def _check_bundle_signature(src: BagSource, report: BundleReport, meta: Mapping[
     if not bad:
         report.add(name, True, f"bundle.json signed by exporter {_who(exporter, enrolled)}; it pins the "
                    f"{len(files)} report and metadata files", "evidence/bundle.json")
+
+
+def _check_verify_html(src: BagSource, report: BundleReport, computed: dict[str, dict[str, str]]) -> None:
+    """docs/browser-verifier.md: a carried verify.html MUST be byte-equal to the verify.html this
+    package ships or to a published earlier version: a bundle holder could ship one that lies."""
+    from .browser import PUBLISHED_SHA256, VERIFY_HTML, verify_html_sha256
+
+    shipped = verify_html_sha256()
+    if VERIFY_HTML not in src.sizes:
+        report.verify_html = {"present": False, "sha256": None, "shipped_sha256": shipped}
+        return
+    found = computed.get(VERIFY_HTML, {}).get("sha256")
+    if found is None:
+        try:
+            with src.open(VERIFY_HTML) as f:
+                found = hashlib.file_digest(f, "sha256").hexdigest()
+        except (KeyError, InputError, OSError) as exc:
+            report.fail("evidence-verify-html", f"unreadable: {exc!s}", VERIFY_HTML)
+            return
+    known = found == shipped or found in PUBLISHED_SHA256
+    report.verify_html = {"present": True, "sha256": found, "shipped_sha256": shipped, "known": known}
+    if known:
+        report.add("evidence-verify-html", True, f"verify.html is a published evidencelock browser verifier (SHA-256 "
+                   f"{found})", VERIFY_HTML)
+    else:
+        report.fail("evidence-verify-html", f"verify.html is not a browser verifier published by evidencelock: expected "
+                    f"SHA-256={shipped} (this version) or one of {len(PUBLISHED_SHA256)} earlier published versions, "
+                    f"found={found}; it may have been replaced with one that lies: do not use it", VERIFY_HTML)
 
 
 _REQUIRED_MANIFESTS = ("manifest-sha256.txt", "manifest-sha512.txt", "tagmanifest-sha256.txt", "tagmanifest-sha512.txt")
@@ -1755,7 +1786,7 @@ def _check_bag_info_signed(src: BagSource, report: BundleReport, meta: Mapping[s
 
 _ALLOWED_TOP = {"bagit.txt", "bag-info.txt", "manifest-sha256.txt", "manifest-sha512.txt", "tagmanifest-sha256.txt",
                 "tagmanifest-sha512.txt", "VERIFY.md", "report.html", "report.pdf", "certification.md",
-                "certification.docx", "certification.odt",
+                "certification.docx", "certification.odt", "verify.html",
                 "evidence/bundle.json", "evidence/bundle.json.sig", "evidence/entries.jsonl", "evidence/proofs.json",
                 "evidence/checkpoint.txt", "evidence/checkpoint-body.txt", "evidence/checkpoint.sig",
                 "evidence/timestamp.tst", "evidence/tsa-chain.pem", "evidence/timestamp.tsq", "evidence/metadata.json"}
@@ -1837,7 +1868,8 @@ _META_MEMBERS = {"format", "version", "origin", "case", "created", "software", "
 _ITEM_MEMBERS = {"path", "sha256", "sha512", "size", "original_names", "entries"}
 # §4.7: the human-readable files bundle.json pins; nothing else may be listed in ``files``.
 _HUMAN_FILES = frozenset({"VERIFY.md", "certification.md", "evidence/metadata.json", "report.html", "report.pdf",
-                          "certification.docx", "certification.odt"})  # issue 11: editable certification, digest only
+                          "certification.docx", "certification.odt",  # issue 11: editable certification, digest only
+                          "verify.html"})
 
 
 def _bundle_json_problems(meta: Mapping[str, Any]) -> list[str]:

@@ -46,6 +46,7 @@ from ..keys import CustodianKey, PublicKey
 from ..store import _fsync_dir, _syncfs, _write_all  # one syncfs(2) helper for the whole package
 from ..vault import Vault
 from ._paths import NameAllocator
+from . import browser
 from .verify import BUNDLE_FORMAT, BUNDLE_VERSION, _cores, note_signer, tsa_root_sha256
 
 __all__ = ["export_bundle", "ExportResult"]
@@ -505,6 +506,10 @@ def export_bundle(
             _write(tmp / name, data)
             files[name] = hashlib.sha256(data).hexdigest()
         files["evidence/metadata.json"] = hashlib.sha256((ev / "metadata.json").read_bytes()).hexdigest()
+        # docs/browser-verifier.md: the browser verifier this package ships, pinned like the human files.
+        page = browser.verify_html_bytes()
+        _write(tmp / browser.VERIFY_HTML, page)
+        files[browser.VERIFY_HTML] = hashlib.sha256(page).hexdigest()
         bundle_json = json.dumps({
             "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "origin": cp.origin, "case": case,
             "created": _fmt(created), "software": _software(), "exporter": key.key_id,

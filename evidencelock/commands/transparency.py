@@ -156,28 +156,40 @@ def prove(ctx: click.Context, item: str, checkpoint_file: str | None, as_json: b
 
 @click.command(epilog=EXIT_CODES_HELP + " Exit 1 when the log does NOT extend the earlier checkpoint (rewritten, "
                "truncated or forked), or a checkpoint disagrees with the ledger.")
-@click.argument("old_checkpoint_file", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("old_checkpoint_file", type=click.Path(dir_okay=False, path_type=str), required=False)
+@click.option("--from-bundle", "from_bundle", type=click.Path(path_type=str), default=None, metavar="BUNDLE",
+              help="Prove from the checkpoint an evidence bundle (folder or zip) is proven against, instead of "
+                   "OLD_CHECKPOINT_FILE: the proof a reader passes to `verify-bundle BUNDLE --checkpoint NEW "
+                   "--consistency-proof PROOF`.")
 @click.option("--to", "to_file", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Prove up to this signed checkpoint (default: the newest stored one, else the current tree head).")
-@click.option("--vault-key", type=click.Path(dir_okay=False, path_type=str), default=None, metavar="PEM",
+@click.option("--trusted-key", "trusted_key", type=click.Path(dir_okay=False, path_type=str), default=None, metavar="PEM",
               help="Pin the log's public key (an outside observer should) instead of trusting the vault's enrolled keys.")
-@click.option("--proof-out", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="Write the proof file a witness takes (with the new note via --note-out).")
+@click.option("--vault-key", "vault_key", type=click.Path(dir_okay=False, path_type=str), default=None, hidden=True)
+@click.option("-o", "--output", "proof_out", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Write the consistency proof file (docs/transparency.md §7.1): what a witness and "
+                   "`verify-bundle --consistency-proof` take.")
+@click.option("--proof-out", "proof_out_old", type=click.Path(dir_okay=False, path_type=str), default=None, hidden=True)
 @click.option("--note-out", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Write the new signed checkpoint note (the witness's NOTE_FILE).")
 @json_option
 @click.pass_context
 @handle_errors
-def consistency(ctx: click.Context, old_checkpoint_file: str, to_file: str | None, vault_key: str | None,
-                proof_out: str | None, note_out: str | None, as_json: bool) -> None:
+def consistency(ctx: click.Context, old_checkpoint_file: str | None, from_bundle: str | None, to_file: str | None,
+                trusted_key: str | None, vault_key: str | None, proof_out: str | None, proof_out_old: str | None,
+                note_out: str | None, as_json: bool) -> None:
     """Prove the current log extends an earlier published checkpoint (RFC 9162 consistency proof)."""
-    old_text = _text(old_checkpoint_file, "checkpoint")
+    key_file = c.one_of(trusted_key, vault_key, "--trusted-key", "--vault-key")
+    proof_out = c.one_of(proof_out, proof_out_old, "--output", "--proof-out")
+    if (old_checkpoint_file is None) == (from_bundle is None):
+        raise click.UsageError("give either OLD_CHECKPOINT_FILE or --from-bundle BUNDLE (exactly one)")
+    old_text = tr.bundle_checkpoint_note(from_bundle) if from_bundle else _text(str(old_checkpoint_file), "checkpoint")
     to_text = _text(to_file, "checkpoint") if to_file else None
-    keys = [_pubkey(vault_key)] if vault_key else []
+    keys = [_pubkey(key_file)] if key_file else []
     with c.open_vault(ctx) as vault:
         result = tr.consistency_proof(vault, old_text, vault_keys=keys, to_note_text=to_text)
     if proof_out:
-        Path(proof_out).write_text(json.dumps(result.proof_file(), indent=2) + "\n", encoding="utf-8")
+        Path(proof_out).write_text(result.proof_document().render(), encoding="utf-8")
     if note_out:
         if result.new_note is None:
             raise InputError("there is no signed checkpoint to write; run `evidencelock checkpoint` first")
@@ -185,9 +197,10 @@ def consistency(ctx: click.Context, old_checkpoint_file: str, to_file: str | Non
     if as_json:
         emit_json(result.to_json())
         return
+    source = f" (the checkpoint of bundle {escape(from_bundle)})" if from_bundle else ""
     out.print(f"[bold green]CONSISTENT[/]: the log at size {result.new.tree_size} (root {result.new.root_hash.hex()}) "
-              f"extends the checkpoint of size {result.old.tree_size} (root {result.old.root_hash.hex()}); "
-              f"proof of {len(result.proof)} hashes verified")
+              f"extends the checkpoint of size {result.old.tree_size} (root {result.old.root_hash.hex()}){source}; "
+              f"proof of {len(result.proof)} hashes verified" + (f"; written to {escape(proof_out)}" if proof_out else ""))
 
 
 @click.command(epilog=EXIT_CODES_HELP)

@@ -18,7 +18,6 @@ from evidencelock import checkpoint as cp_mod
 from evidencelock import merkle, proofs
 from evidencelock.bundle import export_bundle
 from evidencelock.ingest import ingest
-from evidencelock.keys import CustodianKey
 from evidencelock.transparency import create_checkpoint
 
 from conftest import PASSPHRASE, run_cli

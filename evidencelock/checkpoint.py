@@ -35,6 +35,8 @@ __all__ = [
     "NoteSignature",
     "SignedNote",
     "note_key_id",
+    "verifier_key",
+    "parse_verifier_key",
     "sign_note",
     "parse_note",
     "cosign",
@@ -77,6 +79,38 @@ def note_key_id(name: str, public_raw: bytes, sig_type: int = SIG_TYPE_ED25519) 
     _check_name(name)
     key_id_for(public_raw)  # raises FormatError unless 32 bytes
     return hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([sig_type]) + public_raw).digest()[:4]
+
+
+def verifier_key(name: str, public_raw: bytes) -> str:
+    """The C2SP verifier key ``<name>+<key hash>+<base64(0x01 || public key)>`` (signed-note §Verifier keys).
+
+    The key hash is the note key ID (:func:`note_key_id`) as 8 lowercase hex digits; this is the
+    string ``golang.org/x/mod/sumdb/note.NewVerifier`` and other C2SP tools take to pin a log key.
+    """
+    key_hash = note_key_id(name, public_raw, SIG_TYPE_ED25519)
+    return f"{name}+{key_hash.hex()}+{base64.b64encode(bytes([SIG_TYPE_ED25519]) + public_raw).decode('ascii')}"
+
+
+_VKEY = re.compile(r"\A([^\s+]+)\+([0-9a-f]{8})\+([A-Za-z0-9+/=]+)\Z")
+
+
+def parse_verifier_key(text: str) -> tuple[str, bytes]:
+    """Parse an Ed25519 C2SP verifier key; return (name, 32-byte public key).
+
+    Refused (:class:`FormatError`): not ``name+hash+base64``, a key type other than 0x01
+    (Ed25519), a key that is not 32 bytes, or a key hash that does not match name and key.
+    """
+    m = _VKEY.match(text.strip())
+    if not m:
+        raise FormatError(f"not a C2SP verifier key (name+keyhash+base64): {text[:80]!r}")
+    name, key_hash, blob = m.groups()
+    data = _b64decode_strict(blob, "verifier key")
+    if len(data) != 33 or data[0] != SIG_TYPE_ED25519:
+        raise FormatError(f"verifier key is not an Ed25519 key (type 0x01 and 32 bytes), found type "
+                          f"0x{data[:1].hex() or '??'} and {len(data) - 1} bytes")
+    if note_key_id(name, data[1:]).hex() != key_hash:
+        raise FormatError(f"verifier key hash mismatch: expected={note_key_id(name, data[1:]).hex()} found={key_hash}")
+    return name, data[1:]
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,34 @@ class _LazyGroup(click.Group):
         module = importlib.import_module(f"evidencelock.commands.{spec[0]}")
         command = getattr(module, spec[1])
         assert isinstance(command, click.Command) and command.name == cmd_name, cmd_name
+        _accept_vault_after(command)
         return command
+
+
+def _vault_after_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """``evidencelock COMMAND --vault X``: the same as ``evidencelock --vault X COMMAND`` (issue 11).
+    Both given with different values is refused (exit 2): which vault a command writes to must
+    never be a guess."""
+    if value is None:
+        return
+    obj = ctx.find_root().obj
+    before = obj.get("vault")
+    if before is not None and before != value:
+        raise click.UsageError(f"--vault was given twice with different values ({before!r} before the command, "
+                               f"{value!r} after it); give it once", ctx=ctx)
+    obj["vault"] = value
+
+
+def _accept_vault_after(command: click.Command) -> None:
+    """Add a ``--vault`` option to ``command`` (and its subcommands) once; it only sets the group's value."""
+    if any(p.name == "vault_after_command" for p in command.params):
+        return
+    command.params.append(click.Option(["--vault", "vault_after_command"], type=click.Path(file_okay=False, path_type=str),
+                                       expose_value=False, is_eager=True, callback=_vault_after_callback,
+                                       help="Vault folder; same as `evidencelock --vault PATH COMMAND`."))
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _accept_vault_after(sub)
 
 
 @click.group(

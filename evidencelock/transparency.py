@@ -36,6 +36,7 @@ from sqlalchemy import Connection, select
 
 from . import checkpoint as cp_mod
 from . import merkle, schema, timestamp, treestore
+from . import proofs as proofs_mod
 from .derived import require_tree_matches_entries
 from .entry import Entry, SignedEntry, format_time, parse_time
 from .errors import (
@@ -70,6 +71,8 @@ __all__ = [
     "resolve_item",
     "inclusion_proof_for_item",
     "consistency_proof",
+    "bundle_checkpoint_note",
+    "tlog_proofs_for_item",
     "check_checkpoints",
     "witness_cosign",
     "verify_checkpoint_policy",
@@ -568,9 +571,13 @@ class ConsistencyResult:
     new_checkpoint_id: int | None
 
     def proof_file(self) -> dict[str, Any]:
-        """The PROOF_FILE a witness takes (docs/transparency.md §8.2)."""
-        return {"format": PROOF_FORMAT, "origin": self.new.origin, "old_size": self.old.tree_size,
-                "new_size": self.new.tree_size, "proof": [p.hex() for p in self.proof]}
+        """The consistency proof file (docs/transparency.md §7.1): a witness's PROOF_FILE, and
+        what ``verify-bundle --consistency-proof`` takes."""
+        return self.proof_document().to_json()
+
+    def proof_document(self) -> proofs_mod.ConsistencyProofFile:
+        return proofs_mod.ConsistencyProofFile(self.new.origin, self.old.tree_size, self.new.tree_size, self.proof,
+                                               self.old.root_hash, self.new.root_hash)
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": True, "old": {"tree_size": self.old.tree_size, "root_hash": self.old.root_hash.hex()},
@@ -638,6 +645,43 @@ def consistency_proof(vault: "Vault", old_checkpoint_note_text: str | bytes, *, 
                          f"{old.root_hash.hex()}): {exc.message}", subject="consistency",
                          hint="the ledger history has been rewritten since that checkpoint was published") from None
     return ConsistencyResult(old, new, tuple(proof), new_note, new_id)
+
+
+def bundle_checkpoint_note(bundle: str | os.PathLike[str]) -> str:
+    """The signed checkpoint note an evidence bundle (folder or zip) is proven against.
+
+    Read as the bundle verifier reads it (docs/bundle-format.md §4.4: ``evidence/checkpoint.txt``,
+    hostile-input limits); nothing in it is trusted here: :func:`consistency_proof` verifies its
+    signature against the vault's enrolled keys and its root against the vault's tree.
+    Raises :class:`InputError` naming the bundle when it is not a bundle or has no checkpoint.
+    """
+    from .bundle.source import Limits, open_source  # the bundle reader, not the bundle verifier
+
+    try:
+        src = open_source(Path(bundle), Limits())
+    except EvidenceLockError:
+        raise
+    except OSError as exc:
+        raise InputError(f"cannot read the bundle: {exc.strerror or exc}", subject=str(bundle)) from None
+    try:
+        if "evidence/checkpoint.txt" not in src.sizes:
+            raise InputError("the bundle has no evidence/checkpoint.txt (not an evidencelock bundle?)", subject=str(bundle))
+        data = src.read_small("evidence/checkpoint.txt", cp_mod.MAX_NOTE_BYTES)
+    except OSError as exc:
+        raise InputError(f"cannot read evidence/checkpoint.txt: {exc}", subject=str(bundle)) from None
+    finally:
+        src.close()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError("evidence/checkpoint.txt is not UTF-8", subject=str(bundle)) from None
+
+
+def tlog_proofs_for_item(proofs: Sequence["ItemProof"], note_text: str) -> list[tuple[int, str]]:
+    """(seq, C2SP tlog-proof text) per proven entry (docs/transparency.md §7.2): extra = the entry's
+    canonical bytes, index = its seq, the inclusion proof, then the checkpoint note verbatim."""
+    note = cp_mod.parse_note(note_text)
+    return [(p.seq, proofs_mod.TlogProof(p.seq, p.proof, note, p.canonical).render()) for p in proofs]
 
 
 def parse_proof_file(data: bytes | str) -> tuple[int, int, list[bytes]]:

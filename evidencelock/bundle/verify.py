@@ -153,9 +153,13 @@ class Check:
     ok: bool
     detail: str
     subject: str = ""
+    warning: bool = False  # issue 11: passed, but the reader must act (e.g. a consistency proof is missing)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail, "subject": self.subject}
+        data: dict[str, Any] = {"name": self.name, "ok": self.ok, "detail": self.detail, "subject": self.subject}
+        if self.warning:
+            data["warning"] = True
+        return data
 
 
 @dataclass
@@ -189,8 +193,12 @@ class BundleReport:
     def ok(self) -> bool:
         return not self.failures and self.kind == "evidence-bundle"
 
-    def add(self, name: str, ok: bool, detail: str, subject: str = "") -> None:
-        self.checks.append(Check(name, ok, detail, subject))
+    def add(self, name: str, ok: bool, detail: str, subject: str = "", *, warning: bool = False) -> None:
+        self.checks.append(Check(name, ok, detail, subject, warning and ok))
+
+    @property
+    def warnings(self) -> list[Check]:
+        return [c for c in self.checks if c.warning]
 
     def fail(self, name: str, detail: str, subject: str = "") -> None:
         self.add(name, False, detail, subject)
@@ -231,6 +239,8 @@ def verify_bundle(
     tsa_policies: Iterable[str] = (),
     source: BagSource | None = None,
     precomputed: Mapping[str, Mapping[str, str]] | None = None,
+    consistency_proof: bytes | None = None,
+    checkpoint_name: str = "CHECKPOINT",
 ) -> BundleReport:
     """Verify the bundle at ``path`` (folder or zip); return every finding.
 
@@ -243,6 +253,10 @@ def verify_bundle(
     independently); a token's time is *established* only if its TSA chains to one of them
     (§5 step 9).  ``tsa_policies``: if given, the token's policy OID must be one of them.
     Raises :class:`InputError` only when ``path`` is not a bag at all.
+    ``consistency_proof``: a consistency proof file (docs/transparency.md §7.1) from the bundle's
+    checkpoint to a NEWER given ``checkpoint`` (the custodian's latest published one), made by
+    ``evidencelock consistency --from-bundle``; without it a newer ``checkpoint`` is a warning
+    naming that command (``checkpoint_name`` is the file name shown in it), not a failure.
     ``source``: read the bag through this view instead of opening ``path`` (import-bundle verifies
     the copies it staged, so the bytes verified are the bytes committed).  ``precomputed``: bag
     path -> {algorithm: hex} of payload files already hashed from exactly the bytes ``source``
@@ -251,6 +265,13 @@ def verify_bundle(
     """
     trusted_keys = list(trusted_keys)
     trusted_key_ids(trusted_keys)  # bad usage is refused before the bundle is even opened
+    if consistency_proof is not None and checkpoint is None:
+        raise InputError("a consistency proof is checked between the bundle's checkpoint and a given checkpoint: "
+                         "give the checkpoint too (--checkpoint FILE)")
+    parsed_proof = None
+    if consistency_proof is not None:  # a malformed proof file is bad input (exit 2), before the bundle is read
+        from ..proofs import parse_consistency_proof_file
+        parsed_proof = parse_consistency_proof_file(consistency_proof)
     src = source if source is not None else open_source(Path(path), limits)
     try:
         report = BundleReport(str(path))
@@ -258,7 +279,8 @@ def verify_bundle(
         if computed is None:
             return report
         _check_evidence(src, report, computed, list(trusted_keys), checkpoint, now,
-                        tsa=_TsaTrust(tuple(tsa_roots), tuple(tsa_policies)))
+                        tsa=_TsaTrust(tuple(tsa_roots), tuple(tsa_policies)),
+                        external_proof=_ExternalProof(parsed_proof, str(path), checkpoint_name))
         return report
     finally:
         src.close()
@@ -643,7 +665,7 @@ def _hexbytes(value: Any, n: int = 32) -> bytes:
 
 def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, dict[str, str]],
                     trusted: list[PublicKey | str], external_checkpoint: bytes | None, now: datetime | None,
-                    tsa: "_TsaTrust | None" = None) -> None:
+                    tsa: "_TsaTrust | None" = None, external_proof: "_ExternalProof | None" = None) -> None:
     if "evidence/bundle.json" not in src.sizes:
         report.kind = "bagit-only"
         state = "valid" if report.bagit_ok else "INVALID"
@@ -877,7 +899,7 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
             report.add("evidence-inclusion", True, f"all {good} entries are included in the checkpoint's tree "
                        f"(RFC 9162 inclusion proofs, tree size {cp.tree_size})")
         _check_carried_consistency(report, proofs, cp)
-        _check_consistency(report, proofs, cp, external_checkpoint, all_keys)
+        _check_consistency(report, proofs, cp, external_checkpoint, all_keys, external_proof)
         _check_external_signer(report, cp, external_checkpoint, all_keys, revoked, enrolled, trusted)
     elif external_checkpoint is not None:
         report.fail("evidence-external-checkpoint", "cannot be compared: the bundle's own checkpoint or proofs are unusable")
@@ -1098,11 +1120,28 @@ def _entries_after_stamp(report: BundleReport, entries: Mapping[int, SignedEntry
     return late
 
 
+@dataclass(frozen=True)
+class _ExternalProof:
+    """What ``verify-bundle --consistency-proof`` gave (issue 11), and the names for the hint."""
+
+    proof: Any  # proofs.ConsistencyProofFile | None
+    bundle_name: str
+    checkpoint_name: str
+
+    def command(self) -> str:
+        import shlex
+
+        return (f"evidencelock consistency --from-bundle {shlex.quote(self.bundle_name)} "
+                f"--to {shlex.quote(self.checkpoint_name)} -o consistency-proof.json")
+
+
 def _check_consistency(report: BundleReport, proofs: Mapping[str, Any], cp: Checkpoint, external: bytes | None,
-                       keys: list[PublicKey]) -> None:
+                       keys: list[PublicKey], given: _ExternalProof | None = None) -> None:
     if external is None:
         return
     name = "evidence-external-checkpoint"
+    subject = "--checkpoint"
+    proof_file = given.proof if given is not None else None
     try:
         note = cp_mod.parse_note(external)
         if note.unverified_checkpoint.origin != cp.origin:
@@ -1110,8 +1149,27 @@ def _check_consistency(report: BundleReport, proofs: Mapping[str, Any], cp: Chec
         who = note_signer(note, keys, cp.origin)
         other = note.verify(cp.origin, who.raw)
         if other.tree_size > cp.tree_size:
-            raise FormatError(f"the given checkpoint (size {other.tree_size}) is newer than the bundle's (size {cp.tree_size}); "
-                              "ask the custodian for a consistency proof between them")
+            # transparency §7.1 (issue 11): the custodian's latest checkpoint is newer than the bundle.
+            if proof_file is None:
+                command = given.command() if given is not None else "evidencelock consistency --from-bundle BUNDLE --to CHECKPOINT -o consistency-proof.json"
+                report.add(name, True, f"WARNING: the given checkpoint (size {other.tree_size}) is newer than the bundle's "
+                           f"(size {cp.tree_size}) and no consistency proof between them was given, so the bundle was NOT "
+                           f"checked against it (the bundle's own integrity is unaffected). Ask the custodian to run "
+                           f"`{command}` and pass the file with --consistency-proof", subject, warning=True)
+                return
+            from ..proofs import verify_consistency_between
+
+            subject = "--consistency-proof"
+            verify_consistency_between(proof_file, cp, other)
+            report.add(name, True, f"the given checkpoint (size {other.tree_size}, signed by {who.key_id[:16]}…) extends the "
+                       f"bundle's (size {cp.tree_size}): the consistency proof from the custodian verifies, so the log was only "
+                       "appended to in between", subject)
+            return
+        if proof_file is not None:
+            subject = "--consistency-proof"
+            raise FormatError(f"a consistency proof file is only used with a checkpoint newer than the bundle's; the given "
+                              f"checkpoint has size {other.tree_size} and the bundle's {cp.tree_size} (the bundle carries "
+                              "the proofs from older ones)")
         if other.tree_size == cp.tree_size:
             merkle.verify_consistency(cp.tree_size, cp.tree_size, [], other.root_hash, cp.root_hash)
         else:
@@ -1127,7 +1185,7 @@ def _check_consistency(report: BundleReport, proofs: Mapping[str, Any], cp: Chec
         report.add(name, True, f"the given checkpoint (size {other.tree_size}, signed by {who.key_id[:16]}…) is consistent with the "
                    f"bundle's (size {cp.tree_size}): the log was only appended to in between", "--checkpoint")
     except EvidenceLockError as exc:
-        report.fail(name, str(exc), "--checkpoint")
+        report.fail(name, str(exc), subject)
 
 
 def _check_bundle_signature(src: BagSource, report: BundleReport, meta: Mapping[str, Any],
@@ -1571,10 +1629,29 @@ def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: Publ
     if external is None:
         report.not_established.append("That the log was only appended to since an earlier published checkpoint: pass "
                                       "--checkpoint FILE with a checkpoint obtained independently.")
+    else:
+        _conclude_external(report, claim, cp)
     report.not_established.append("Who filmed or created the files, whether what they show is genuine or staged, and "
                                   "anything that happened to them before ingest. Capture metadata (times, places, devices) "
                                   "is what the files themselves claim, not a verified fact.")
     report.not_established.append("Ledger entries outside this bundle (other items, other cases) were not seen.")
+
+
+def _conclude_external(report: BundleReport, claim: "_Claims", cp: Checkpoint | None) -> None:
+    """§5 step 13 in words (issue 11): consistency with the given checkpoint is stated only when it was
+    checked; a newer checkpoint without a consistency proof is listed as NOT established."""
+    ext = [c for c in report.checks if c.name == "evidence-external-checkpoint"]
+    warned = [c for c in ext if c.warning]
+    if warned:
+        report.not_established.append("Consistency with the checkpoint you gave (--checkpoint): it is newer than the "
+                                      "bundle's and no consistency proof was given, so it was not checked. "
+                                      + warned[0].detail.removeprefix("WARNING: ").split(". ", 1)[-1] + ".")
+        return
+    if cp is not None:
+        claim.add(("evidence-external-checkpoint", "evidence-checkpoint-signature"),
+                  f"The bundle's checkpoint (tree size {cp.tree_size}) is consistent with the checkpoint you gave "
+                  "(--checkpoint): one of them extends the other by appended entries only, as an RFC 9162 consistency "
+                  "proof between the two signed checkpoints shows.")
 
 
 # -- completeness, chain, names, bag-info, closed file list (issue 9 items 1, 4, 6) ---------------

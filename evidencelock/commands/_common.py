@@ -37,6 +37,7 @@ __all__ = [
     "handle_errors",
     "escape",
     "SafeConsole",
+    "one_of",
 ]
 
 EXIT_CODES_HELP = "Exit codes: 0 all good; 1 verification found a problem; 2 bad usage, bad input or environment failure."
@@ -208,3 +209,12 @@ def human_size(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def one_of(new: Any, old: Any, new_name: str, old_name: str) -> Any:
+    """The value of an option given under its current name or its hidden old alias (issue 11:
+    one option name across commands).  Both given and different is bad usage (exit 2)."""
+    if new is not None and old is not None and new != old:
+        raise click.UsageError(f"{new_name} and its old name {old_name} were both given, with different values; "
+                               f"give {new_name} once")
+    return new if new is not None else old

@@ -98,7 +98,11 @@ def _trusted_key(value: str) -> PublicKey | str:
                    "digits; prefixes are refused). The checkpoint, bundle.json and a --checkpoint file must each "
                    "be signed by a pinned key. Repeatable.")
 @click.option("--checkpoint", "checkpoint", type=click.Path(path_type=Path, dir_okay=False),
-              help="A checkpoint obtained independently; the bundle must be consistent with it.")
+              help="A checkpoint obtained independently; the bundle must be consistent with it. If it is newer than "
+                   "the bundle's, also give --consistency-proof (without it: a warning, consistency not established).")
+@click.option("--consistency-proof", "consistency_proof", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Consistency proof file from the bundle's checkpoint to a newer --checkpoint, made by the custodian "
+                   "with `evidencelock consistency --from-bundle BUNDLE --to CHECKPOINT -o FILE`.")
 @click.option("--tsa-root", "tsa_roots", multiple=True, type=click.Path(path_type=Path, dir_okay=False), metavar="PEM",
               help="Root certificate(s) of a timestamp authority you trust, obtained independently (repeatable). "
                    "Without it a token's time is reported as claimed by an untrusted TSA, not established.")
@@ -107,8 +111,8 @@ def _trusted_key(value: str) -> PublicKey | str:
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, help="Files hashed in parallel.")
 @json_option
 @handle_errors
-def verify_bundle_cmd(bundle: Path, trusted: tuple[str, ...], checkpoint: Path | None, tsa_roots: tuple[Path, ...],
-                      tsa_policies: tuple[str, ...], jobs: int | None, as_json: bool) -> None:
+def verify_bundle_cmd(bundle: Path, trusted: tuple[str, ...], checkpoint: Path | None, consistency_proof: Path | None,
+                      tsa_roots: tuple[Path, ...], tsa_policies: tuple[str, ...], jobs: int | None, as_json: bool) -> None:
     """Verify an evidence bundle offline: BagIt layer, then signatures, proofs, checkpoint, timestamp."""
     from ..bundle import verify_bundle
 
@@ -119,17 +123,29 @@ def verify_bundle_cmd(bundle: Path, trusted: tuple[str, ...], checkpoint: Path |
             cp_bytes = checkpoint.read_bytes()[: 1 << 16]
         except OSError as exc:
             raise InputError(f"cannot read the checkpoint: {exc.strerror}", subject=str(checkpoint)) from None
+    proof_bytes = None
+    if consistency_proof is not None:
+        try:
+            proof_bytes = consistency_proof.read_bytes()[: 1 << 20]
+        except OSError as exc:
+            raise InputError(f"cannot read the consistency proof: {exc.strerror}", subject=str(consistency_proof)) from None
     roots = [_read_tsa_root(p) for p in tsa_roots]
     for oid in tsa_policies:
         if not re.fullmatch(r"[0-2](\.(0|[1-9][0-9]*))+", oid):
             raise InputError(f"--tsa-policy {oid!r} is not a dotted OID (e.g. 1.3.6.1.4.1.4146.2.3)")
-    report = verify_bundle(bundle, trusted_keys=keys, checkpoint=cp_bytes, jobs=jobs, now=c.utc_now(),
-                           tsa_roots=roots, tsa_policies=tsa_policies)
+    try:
+        report = verify_bundle(bundle, trusted_keys=keys, checkpoint=cp_bytes, jobs=jobs, now=c.utc_now(),
+                               tsa_roots=roots, tsa_policies=tsa_policies, consistency_proof=proof_bytes,
+                               checkpoint_name=str(checkpoint) if checkpoint is not None else "CHECKPOINT")
+    except InputError as exc:
+        if consistency_proof is not None and exc.subject == "consistency proof file":
+            exc.subject = str(consistency_proof)
+        raise
     if as_json:
         emit_json(report.to_json())
     else:
         for ch in report.checks:
-            mark = "[green]ok  [/]" if ch.ok else "[bold red]FAIL[/]"
+            mark = ("[bold yellow]WARN[/]" if ch.warning else "[green]ok  [/]") if ch.ok else "[bold red]FAIL[/]"
             subject = f" [dim]{escape(ch.subject)}[/]" if ch.subject else ""
             out.print(f"{mark} {ch.name}{subject}: {escape(ch.detail)}")
         _print_custody(report)

@@ -40,11 +40,23 @@ def init(ctx: click.Context, custodian: str, ledger_url: str | None, origin: str
                        origin=origin, allow_weak_passphrase=allow_weak_passphrase)
     try:
         key_id = vault.config.default_custodian
+        from ..checkpoint import verifier_key
+
+        # docs/transparency.md §3.1: what C2SP tools (e.g. Go's sumdb/note) take to pin this log's checkpoints
+        from sqlalchemy import select
+
+        from .. import schema
+
+        with vault.ledger.reader() as conn:
+            raw = conn.execute(select(schema.keys.c.public_key).where(schema.keys.c.key_id == key_id)).scalar_one()
+        vkey = verifier_key(vault.config.origin, bytes(raw))
         if as_json:
-            emit_json({"ok": True, "vault": str(path), "custodian": custodian, "key_id": key_id, "origin": vault.config.origin})
+            emit_json({"ok": True, "vault": str(path), "custodian": custodian, "key_id": key_id, "origin": vault.config.origin,
+                       "verifier_key": vkey})
         else:
             out.print(f"Created vault [bold]{escape(str(path))}[/] (origin {escape(vault.config.origin)})")
             out.print(f"Custodian {escape(custodian)}: key id {key_id}")
+            out.print(f"Checkpoint verifier key (C2SP): {escape(vkey)}")
             out.print("Keep the passphrase safe: without it nobody can sign as this custodian.")
     finally:
         vault.close()

@@ -35,8 +35,13 @@ def keys(ctx: click.Context, as_json: bool) -> None:
             rows = conn.execute(select(schema.keys).order_by(schema.keys.c.enrolled_seq)).all()
         usable = set(custody.usable_keys(vault))
         here = {r.key_id for r in rows if vault.key_path(r.key_id).is_file()}
+        origin = vault.config.origin
+    from ..checkpoint import verifier_key
+
+    # C2SP verifier key (docs/transparency.md §3.1): the key as a checkpoint signer, named by the origin.
     data = [{"key_id": r.key_id, "name": r.name, "enrolled_seq": r.enrolled_seq, "revoked_seq": r.revoked_seq,
-             "private_key_here": r.key_id in here, "usable_here": r.key_id in usable}
+             "private_key_here": r.key_id in here, "usable_here": r.key_id in usable,
+             "verifier_key": verifier_key(origin, bytes(r.public_key))}
             for r in rows]
     if as_json:
         emit_json(data)

@@ -177,7 +177,8 @@ def _signer_words(key_id: str, name: str, pinned: bool | None) -> str:
 
 def _print_summary(report: Any, bundle: Path) -> None:
     """The head of verify-bundle's output: what was checked, who signed, custody in one line."""
-    kind = {"evidence-bundle": "evidence bundle", "bagit-only": "BagIt bag without an evidence layer"}.get(report.kind, report.kind)
+    kind = {"evidence-bundle": "evidence bundle", "bagit-only": "BagIt bag without an evidence layer"}.get(
+        report.kind, "bag (its evidence layer could not be checked)")
     case = f" of case [bold]{escape(report.case)}[/]" if report.case else ""
     out.print(f"Bundle    {escape(str(bundle))}: {kind}{case}")
     passed = sum(1 for ch in report.checks if ch.ok)

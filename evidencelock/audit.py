@@ -26,6 +26,7 @@ from typing import Any
 from .derived import Derivation, Mismatch, entry_column_mismatches
 from .entry import ChainVerifier, SignedEntry
 from .errors import EvidenceLockError, FormatError
+from .findings import SCHEMA, finding
 from .hashing import hash_file
 from .keys import CustodianKey
 from .store import is_sha256_hex
@@ -40,9 +41,21 @@ class Finding:
     subject: str  # "entry 12", "item ab12…", "object objects/sha256/…"
     message: str
     severity: str = "error"  # error | notice
+    # Structured values (docs/findings.md); None where they do not apply or are read from the text.
+    path: str | None = None  # vault-relative path of the object concerned
+    sha256: str | None = None  # full SHA-256 of the item or object concerned
+    seq: int | None = None  # the entry concerned (the recording entry, for an object)
+    expected: str | None = None
+    found: str | None = None
 
     def to_json(self) -> dict[str, str]:
+        """The four members an audit entry records (docs/ledger-format.md §4.4): unchanged."""
         return {"code": self.code, "subject": self.subject, "message": self.message, "severity": self.severity}
+
+    def to_finding(self) -> dict[str, Any]:
+        """The finding in the shared shape of docs/findings.md (``verify --json``, ``audit --json``)."""
+        return finding(self.code, severity=self.severity, message=self.message, subject=self.subject, path=self.path,
+                       sha256=self.sha256, seq=self.seq, expected=self.expected, found=self.found)
 
 
 @dataclass
@@ -55,6 +68,9 @@ class VerifyReport:
     tree_size: int = 0
     root_hash: str = ""
     checkpoints_checked: int = 0
+    shard: tuple[int, int] | None = None  # (K, N) of --shard K/N: only that shard's objects were re-hashed
+    shard_objects: int = 0  # recorded objects in the shard (with --shard)
+    objects_total: int = 0  # recorded objects in the snapshot, all shards
     receipts: list[SignedEntry] = field(default_factory=list, repr=False)  # import receipts seen (not in JSON)
 
     @property
@@ -65,11 +81,18 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.errors
 
-    def add(self, code: str, subject: str, message: str, severity: str = "error") -> None:
-        self.findings.append(Finding(code, subject, message, severity))
+    def add(self, code: str, subject: str, message: str, severity: str = "error", **values: Any) -> None:
+        self.findings.append(Finding(code, subject, message, severity, **values))
+
+    def shard_json(self) -> dict[str, int] | None:
+        if self.shard is None:
+            return None
+        return {"index": self.shard[0], "count": self.shard[1], "objects": self.shard_objects,
+                "objects_total": self.objects_total}
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "schema": SCHEMA,
             "ok": self.ok,
             "entries": self.entries,
             "objects_checked": self.objects_checked,
@@ -78,7 +101,8 @@ class VerifyReport:
             "tree_size": self.tree_size,
             "root_hash": self.root_hash,
             "checkpoints_checked": self.checkpoints_checked,
-            "findings": [f.to_json() for f in self.findings],
+            "shard": self.shard_json(),
+            "findings": [f.to_finding() for f in self.findings],
         }
 
 
@@ -100,7 +124,7 @@ ProgressFn = Callable[[str, int], None]
 
 def verify_vault(vault: Vault, *, all_digests: bool = False, jobs: int | None = None,
                  progress: ProgressFn | None = None, shard: tuple[int, int] | None = None) -> VerifyReport:
-    report = VerifyReport(digests=("sha256", "blake3") if all_digests else ("sha256",))
+    report = VerifyReport(digests=("sha256", "blake3") if all_digests else ("sha256",), shard=shard)
     # One read transaction for every ledger read (§6, "consistent snapshot"): a concurrent
     # ingest's later entries are not seen, so entries, tree, indexes and checkpoints agree.
     # The object listing is taken AFTER the snapshot: every object the snapshot records was
@@ -167,7 +191,8 @@ def _report_unrecorded(vault: Vault, report: VerifyReport, unrecorded: list[tupl
     for name, rel in unrecorded:
         if name not in later:
             report.add("object-unrecorded", f"object {rel}",
-                       "object in the store that no ledger entry records; it was added outside evidencelock or its entry was deleted")
+                       "object in the store that no ledger entry records; it was added outside evidencelock or its entry was deleted",
+                       path=rel, sha256=name)
 
 
 def _in_shard(sha: str, shard: tuple[int, int] | None) -> bool:
@@ -231,7 +256,7 @@ def _check_ledger(vault: Vault, report: VerifyReport) -> tuple[dict[str, _Record
             size = body.get("size")
             if prior is not None and (prior.size != size or (digests.get("blake3") not in (None, prior.second))):
                 report.add("item-digest-conflict", subject,
-                           f"item {sha[:16]}… recorded with size/digests that differ from entry {prior.seq}")
+                           f"item {sha[:16]}… recorded with size/digests that differ from entry {prior.seq}", sha256=sha)
             if prior is None and isinstance(size, int):
                 src = body.get("source") if isinstance(body.get("source"), dict) else {}
                 recorded[sha] = _Recorded(sha, digests.get("blake3"), size, e.seq, str(src.get("path", "")))
@@ -299,7 +324,8 @@ def _check_objects(vault: Vault, report: VerifyReport, recorded: dict[str, _Reco
     for name, path in listing:
         rel = os.path.relpath(path, vault.root)
         if not store.object_is_placed_correctly(name, path):
-            report.add("object-stray", f"object {rel}", "file in the object store with a name or place that is not a valid object address")
+            report.add("object-stray", f"object {rel}", "file in the object store with a name or place that is not a valid object address",
+                       path=rel)
             continue
         if name not in recorded:
             hashing.pop(name, None)
@@ -312,17 +338,20 @@ def _check_objects(vault: Vault, report: VerifyReport, recorded: dict[str, _Reco
             staged[sha] = path
             report.add("object-awaiting-rollforward", f"item {sha[:16]}…",
                        "recorded, and still in staging after an interrupted run; the next ingest or audit moves it into place",
-                       "notice")
+                       "notice", sha256=sha, seq=recorded[sha].seq)
         else:
             report.add("staging-leftover", os.path.relpath(path, vault.root),
                        "unrecorded leftover of an interrupted run (not evidence); removed by the next ingest", "notice")
     todo = []
+    report.objects_total = len(recorded)
     for sha, rec in sorted(recorded.items()):
         if not _in_shard(sha, shard):
             continue
+        report.shard_objects += 1
         path = present.get(sha) or staged.get(sha) or _placed_since(vault, sha)
         if path is None:
-            report.add("object-missing", rec.subject, f"recorded at entry {rec.seq} but its object is missing from the store")
+            report.add("object-missing", rec.subject, f"recorded at entry {rec.seq} but its object is missing from the store",
+                       path=os.path.relpath(store.path_for(sha), vault.root), sha256=sha, seq=rec.seq)
             continue
         todo.append((rec, path, sha in staged))
     if progress:
@@ -336,22 +365,26 @@ def _check_objects(vault: Vault, report: VerifyReport, recorded: dict[str, _Reco
             result = _hash_or_error(path, all_digests)
         subject = rec.subject
         rel = os.path.relpath(path, vault.root)
+        at = {"path": rel, "sha256": rec.sha256, "seq": rec.seq}
         report.objects_checked += 1
         if isinstance(result, OSError):
-            report.add("object-unreadable", subject, f"cannot read {rel}: {result.strerror}")
+            report.add("object-unreadable", subject, f"cannot read {rel}: {result.strerror}", **at)
             continue
         report.bytes_checked += result.size
         if progress:
             progress("bytes", result.size)
         if result.sha256 != rec.sha256:
             report.add("object-digest-mismatch", subject,
-                       f"sha256 of {rel}: expected={rec.sha256} found={result.sha256}; the stored copy has been modified")
+                       f"sha256 of {rel}: expected={rec.sha256} found={result.sha256}; the stored copy has been modified",
+                       **at, expected=rec.sha256, found=result.sha256)
         elif result.size != rec.size:
-            report.add("object-size-mismatch", subject, f"size expected={rec.size} found={result.size}")
+            report.add("object-size-mismatch", subject, f"size expected={rec.size} found={result.size}",
+                       **at, expected=str(rec.size), found=str(result.size))
         elif all_digests and rec.second and result.second != rec.second:
-            report.add("object-digest-mismatch", subject, f"blake3 of {rel}: expected={rec.second} found={result.second}")
+            report.add("object-digest-mismatch", subject, f"blake3 of {rel}: expected={rec.second} found={result.second}",
+                       **at, expected=rec.second, found=result.second)
         if not is_staged and not store.is_read_only(path):
-            report.add("object-writable", subject, f"{rel} is writable; objects must be read-only", "notice")
+            report.add("object-writable", subject, f"{rel} is writable; objects must be read-only", "notice", **at)
     return unrecorded
 
 

@@ -119,7 +119,7 @@ def test_trusted_key_file_that_is_not_a_public_key_is_bad_usage(world, tmp_path)
 
 
 def test_signer_pinned_by_pem_is_named_by_its_enrolled_custodian(world, tmp_path):
-    r = run_cli("verify-bundle", world["bundle"], "--trusted-key", _pem(tmp_path, world["a"], "a"))
+    r = run_cli("verify-bundle", "--verbose", world["bundle"], "--trusted-key", _pem(tmp_path, world["a"], "a"))
     assert r.code == 0, _out(r)
     pinned = [ln for ln in r.stdout.splitlines() if ln.startswith("ok   evidence-trusted-key")]
     assert len(pinned) == 2 and all("Field Team A" in ln for ln in pinned), pinned
@@ -204,7 +204,7 @@ def test_bundle_json_resigned_by_an_unpinned_insider_is_refused_when_keys_are_pi
     # files), and those are the only failures.
     human = {"evidence-certification", "evidence-verify-md", "evidence-report-content"}
     for extra in ((), ("--trusted-key", pin, "--trusted-key", world["b"].key_id)):
-        r = run_cli("verify-bundle", wbag, *extra)
+        r = run_cli("verify-bundle", "--verbose", wbag, *extra)
         fails = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL ")]
         assert r.code == 1 and fails and all(ln.split()[1] in human for ln in fails), _out(r)
         assert any(ln.startswith("FAIL evidence-certification certification.md") for ln in fails), _out(r)
@@ -317,7 +317,7 @@ def digest_world(tmp_path_factory):
 
 
 def test_entry_with_a_wrong_blake3_signed_by_the_genuine_custodian_is_refused(digest_world):
-    good = run_cli("verify-bundle", digest_world["bundles"]["good"])
+    good = run_cli("verify-bundle", "--verbose", digest_world["bundles"]["good"])
     assert good.code == 0, _out(good)
     assert "blake3" in good.stdout  # the check says which digests it recomputed
     seq, _ = digest_world["seqs"]["bad-blake3"]
@@ -339,7 +339,7 @@ def test_entry_with_another_hashlib_digest_is_recomputed(digest_world):
 
 def test_entry_with_an_unknown_digest_algorithm_is_reported_not_checked(digest_world):
     seq, _ = digest_world["seqs"]["unknown-alg"]
-    r = run_cli("verify-bundle", digest_world["bundles"]["unknown-alg"])
+    r = run_cli("verify-bundle", "--verbose", digest_world["bundles"]["unknown-alg"])
     out = r.stdout
     assert "NOT checked" in out and "whirlpool9" in out and f"entry {seq}" in out
     # it is never listed as checked

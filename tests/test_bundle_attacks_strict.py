@@ -47,7 +47,7 @@ def _no_crash(r) -> None:
 
 
 def test_genuine_bundle_states_inclusion_from_the_passed_check(world, bag):
-    r = verify_cli(world, bag)
+    r = verify_cli(world, bag, verbose=True)
     assert r.code == 0, r.stdout + r.stderr
     assert any(ln.startswith("ok") and "evidence-inclusion" in ln for ln in r.stdout.splitlines()), r.stdout
 
@@ -212,7 +212,7 @@ def _note(bag: Path):
 @pytest.mark.parametrize("before", [False, True], ids=["after", "before"])
 def test_valid_line_by_a_revoked_key_is_ignored_in_either_order(world, bag, before):
     _with_lines(bag, [_line(world["laptop"], _note(bag))], before=before)
-    r = verify_cli(world, bag)
+    r = verify_cli(world, bag, verbose=True)
     assert r.code == 0, r.stdout + r.stderr
     assert "was ignored" in r.stdout
 
@@ -231,7 +231,7 @@ def test_pinned_signer_is_found_whatever_the_order_of_lines(world, bag, before):
     """A valid line by enrolled Team B before or after the custodian's: with the custodian pinned,
     the result is the same and the reported signer is the pinned key."""
     _with_lines(bag, [_line(world["team_b"], _note(bag))], before=before)
-    r = verify_cli(world, bag)
+    r = verify_cli(world, bag, verbose=True)
     assert r.code == 0, r.stdout + r.stderr
     ok = [ln for ln in r.stdout.splitlines() if ln.startswith("ok") and "evidence-trusted-key" in ln
           and "checkpoint signed by pinned" in ln]
@@ -250,7 +250,7 @@ def test_other_pinned_key_signing_checkpoint_and_bundle_json_verifies_in_either_
     pem_b.write_bytes(b.public.to_pem())
     pem_a = bag.parent / "teama.pem"
     pem_a.write_bytes(world["key"].public.to_pem())
-    r = run_cli("verify-bundle", bag, "--trusted-key", pem_a, "--trusted-key", pem_b)
+    r = run_cli("verify-bundle", "--verbose", bag, "--trusted-key", pem_a, "--trusted-key", pem_b)
     assert r.code == 0, r.stdout + r.stderr
     assert any(ln.startswith("ok") and "evidence-trusted-key" in ln and "checkpoint signed by pinned" in ln
                for ln in r.stdout.splitlines()), r.stdout

@@ -72,8 +72,9 @@ def bag(world, tmp_path) -> Path:
     return dst
 
 
-def verify_cli(world, bag: Path, *, pinned: bool = True):
-    args = ["verify-bundle", bag]
+def verify_cli(world, bag: Path, *, pinned: bool = True, verbose: bool = False):
+    """verify-bundle with the court's pins; ``verbose``: also the checks that passed (ok lines)."""
+    args = ["verify-bundle", bag] + (["--verbose"] if verbose else [])
     if pinned:
         args += ["--trusted-key", world["pins"] / "custodian.pem",
                  "--checkpoint", world["pins"] / "published-checkpoint.txt"]
@@ -126,7 +127,7 @@ def assert_refused(r, check: str, *named: str) -> None:
 
 # -- the genuine bundle passes, with the pins a court would use ---------------------------------
 def test_genuine_bundle_verifies_with_pinned_key_and_published_checkpoint(world, bag):
-    r = verify_cli(world, bag)
+    r = verify_cli(world, bag, verbose=True)
     assert r.code == 0, r.stdout + r.stderr
     assert "VERIFIED" in r.stdout
     for check in ("evidence-record", "evidence-chain", "evidence-consistency", "evidence-payload-name",

@@ -135,7 +135,7 @@ def test_genuine_timestamp_is_established_only_with_the_trusted_root(exported, g
     assert p.code == 0, p.stdout + p.stderr
     assert "existed no later than" not in section(p.stdout, "Established")
     assert "claimed by an untrusted TSA" in section(p.stdout, "Not established")
-    p = verify(bundle, "--tsa-root", genuine_root)
+    p = verify(bundle, "--verbose", "--tsa-root", genuine_root)
     assert p.code == 0, p.stdout + p.stderr
     assert "existed no later than" in section(p.stdout, "Established") and "Test TSA" in section(p.stdout, "Established")
     assert "claimed by an untrusted TSA" not in p.stdout
@@ -172,7 +172,7 @@ def test_self_made_tsa_backdated_checkpoint_is_refused(bag, genuine_root, tmp_pa
     token = backdated_token(tmp_path / "evil", cert, key, body, datetime(2010, 1, 1, tzinfo=timezone.utc))
     swap_timestamp(bag, token, cert.read_bytes() + ca.read_bytes())
     for extra in ((), ("--tsa-root", genuine_root)):
-        p = verify(bag, *extra)
+        p = verify(bag, "--verbose", *extra)
         assert p.code == 1, p.stdout
         late = [ln for ln in p.stdout.splitlines() if ln.startswith("FAIL evidence-time-after-timestamp")]
         assert late and "entry 0" in late[0] and "2010-01-01T00:00:00+00:00" in late[0]
@@ -188,7 +188,7 @@ def test_backdated_token_by_a_trusted_tsa_is_still_refused(bag, tmp_path):
     body = (bag / "evidence/checkpoint-body.txt").read_bytes()
     token = backdated_token(tmp_path / "trusted", cert, key, body, datetime(2020, 6, 1, tzinfo=timezone.utc))
     swap_timestamp(bag, token, cert.read_bytes() + ca.read_bytes())
-    p = verify(bag, "--tsa-root", ca)
+    p = verify(bag, "--verbose", "--tsa-root", ca)
     assert p.code == 1, p.stdout
     assert "ok   evidence-timestamp-trust" in p.stdout  # the chain is trusted ...
     assert "FAIL evidence-time-after-timestamp" in p.stdout  # ... the time contradicts the record
@@ -297,7 +297,7 @@ def test_clock_set_back_does_not_make_times_go_backwards(tmp_path):
     ingest(vault, [_small_case(tmp_path, "two", b"second\n")], key=key, case="Case T", now=clock, extract_media=False)
     res = export_bundle(vault, case="Case T", out=tmp_path / "b", key=key, now=clock, report=False)
     vault.close()
-    p = run_cli("verify-bundle", res.path)
+    p = run_cli("verify-bundle", "--verbose", res.path)
     assert p.code == 0 and "ok   evidence-time-order" in p.stdout, p.stdout
 
 
@@ -328,7 +328,7 @@ def test_token_swapped_for_another_genuine_token_fails_the_stored_request(bag, e
     """A second genuine token from the same trusted TSA over the same checkpoint (e.g. a later one,
     replayed): everything verifies except that it does not answer the request stored with it."""
     assert (bag / "evidence/timestamp.tsq").is_file()  # export keeps the request it sent
-    p = verify(bag, "--tsa-root", genuine_root)
+    p = verify(bag, "--verbose", "--tsa-root", genuine_root)
     assert p.code == 0 and "ok   evidence-timestamp-request" in p.stdout, p.stdout
     body = (bag / "evidence/checkpoint-body.txt").read_bytes()
     (bag / "evidence/timestamp.tst").write_bytes(exported["tsa"].token(body))

@@ -87,7 +87,7 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def verified(world):
-    human = run_cli("verify-bundle", world["bundle"])
+    human = run_cli("verify-bundle", "--verbose", world["bundle"])  # with each item's custody history
     js = run_cli("verify-bundle", world["bundle"], "--json")
     return human, js
 
@@ -337,7 +337,7 @@ def _forged_world(world, tmp_path, signer: str, wrong_hash: bool) -> tuple[Path,
 ])
 def test_forged_acceptance_by_an_enrolled_key_fails_evidence_custody(world, tmp_path, signer, wrong_hash, why):
     bundle, seq = _forged_world(world, tmp_path, signer, wrong_hash)
-    r = run_cli("verify-bundle", bundle)
+    r = run_cli("verify-bundle", "--verbose", bundle)
     fails = _refused(r, "evidence-custody", f"entry {seq}", "custody-accept", why)
     assert len(fails) == 1
     # The transfer stays pending everywhere the verifier speaks.
@@ -371,7 +371,7 @@ def test_genuine_accept_resigned_in_the_bundle_by_another_key_is_not_used_for_cu
     assert t["status"] == "pending" and t["accept"] is None
     assert items[world["orig"]]["holder"] is None
     assert all(e["seq"] != world["accept"] for e in items[world["orig"]]["events"])
-    human = run_cli("verify-bundle", bag)
+    human = run_cli("verify-bundle", "--verbose", bag)
     assert "This bundle FAILED verification" in human.stdout and "VERIFIED" not in human.stdout
 
 
@@ -414,7 +414,7 @@ def test_zip_bundle_with_other_scripts_markup_and_a_superseded_release_verifies_
         (odd["first"], "accepted"), (odd["superseded"].entry.seq, "superseded"), (odd["latest"], "pending")]
     assert transfers[0]["to"]["name"] == ALEPPO and transfers[1]["to"]["name"] == LAWYER
     assert transfers[0]["note"] == NOTE and transfers[1]["accept"] is None
-    human = run_cli("verify-bundle", odd["bundle"])
+    human = run_cli("verify-bundle", "--verbose", odd["bundle"])
     assert "superseded by a later release, never accepted" in human.stdout and ALEPPO in human.stdout
     assert f"→ {LAWYER} (" in human.stdout  # rich markup in a name is printed, never interpreted
     # The report: the markup is text, never an element; no name is said to hold what is in transit.
@@ -451,7 +451,7 @@ def test_acceptance_of_a_superseded_release_by_its_named_receiver_fails_evidence
         bundle = export_bundle(v, case=CASE, out=tmp_path / "b", key=v.unlock(PASSPHRASE), now=odd["clock"]).path
     finally:
         v.close()
-    r = run_cli("verify-bundle", bundle)
+    r = run_cli("verify-bundle", "--verbose", bundle)
     _refused(r, "evidence-custody", f"entry {forged.entry.seq}", "custody-accept", "superseded")
     assert re.search(re.escape(f"→ {LAWYER} (") + r"\w{8}\): superseded by a later release, never accepted", r.stdout), r.stdout
 

@@ -33,7 +33,7 @@ def bag(chain, tmp_path) -> Path:
 
 
 def test_chain_bundle_verifies_alone_and_shows_the_path_a_b_c(chain):
-    r = run_cli("verify-bundle", chain["bundles"]["C"])
+    r = run_cli("verify-bundle", "--verbose", chain["bundles"]["C"])
     assert r.code == 0, r.stdout + r.stderr
     assert "VERIFIED" in r.stdout and "Earlier custodians" in r.stdout
     path = "A custodian (a.example/log) → B custodian (b.example/log) → C custodian (c.example/log)"

@@ -39,6 +39,7 @@ from .. import merkle, timestamp
 from ..checkpoint import Checkpoint, SignedNote
 from ..entry import SignedEntry
 from ..errors import EvidenceLockError, FormatError, InputError, SignatureError
+from ..findings import SCHEMA, bundle_finding
 from ..keys import PublicKey, key_id_for, public_key_from_pem, verify_ed25519
 from ._paths import UnsafePath, check_bag_path, derivable_from
 from .source import BagSource, Limits, open_source
@@ -180,6 +181,11 @@ class BundleReport:
     verify_html: dict[str, Any] | None = None  # docs/browser-verifier.md: the carried browser verifier
     upstream: list[dict[str, Any]] = field(default_factory=list)  # §4.9: each earlier organisation's part
     custody_paths: list[dict[str, Any]] = field(default_factory=list)  # §4.9: A → B → C per received item
+    exporter: dict[str, str] | None = None  # {"key_id", "name"} of the bundle.json signer, once its signature verifies
+    # The Established lines that are about one payload file each (a subset of ``established``): the
+    # one-screen summary counts them, --verbose lists them.  Not a separate JSON member.
+    item_claims: list[str] = field(default_factory=list, repr=False)
+    listed_sha256: dict[str, str] = field(default_factory=dict, repr=False)  # manifest-sha256.txt: payload path -> hex
 
     @property
     def failures(self) -> list[Check]:
@@ -223,7 +229,16 @@ class BundleReport:
             "upstream": self.upstream,
             "custody_paths": self.custody_paths,
             "verify_html": self.verify_html,
+            "exporter": self.exporter,
+            # docs/findings.md §4: every failed check as a finding in the shape `verify --json` uses.
+            "schema": SCHEMA,
+            "findings": self.findings_json(),
         }
+
+    def findings_json(self) -> list[dict[str, Any]]:
+        by_path = {**self.listed_sha256,
+                   **{i["path"]: i["digests"].get("sha256") for i in self.items if isinstance(i.get("digests"), dict)}}
+        return [bundle_finding(c.name, c.detail, c.subject, by_path) for c in self.failures]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -545,6 +560,7 @@ def _check_bagit(src: BagSource, report: BundleReport, *, jobs: int | None,
         parsed = _parse_manifest(src, name, alg, report, tag=tag)
         if parsed is not None:
             (tag_manifests if tag else payload_manifests)[alg] = parsed
+    report.listed_sha256 = dict(payload_manifests.get("sha256", {}))  # for findings' sha256 (docs/findings.md §4)
     if not payload_manifests:
         report.fail("bagit-manifest", "no usable payload manifest (RFC 8493 §2.1.3 requires one)", "manifest-*.txt")
     # Completeness, both ways (RFC 8493 §3): every payload file in every manifest, every listed file present.
@@ -838,7 +854,7 @@ def _check_evidence(src: BagSource, report: BundleReport, computed: dict[str, di
                    + (f" (every other line of a known key verifies; {'; '.join(ignored)})" if ignored else ""),
                    "evidence/checkpoint.txt")
         report.checkpoint = {"origin": cp.origin, "size": cp.tree_size, "root": cp.root_hash.hex(), "signer": signer.key_id,
-                             "signer_name": signer.name}
+                             "signer_name": (enrolled[signer.key_id][0].name if signer.key_id in enrolled else "") or signer.name}
         # §4.4: checkpoint.sig is the raw signature of one line by a known, unrevoked key (every
         # such line verified above), whichever the pins make the reported signer.
         live_ids = {cp_mod.note_key_id(name, k.raw) for k in all_keys
@@ -1207,6 +1223,7 @@ def _check_bundle_signature(src: BagSource, report: BundleReport, meta: Mapping[
     except EvidenceLockError as exc:
         report.fail(name, str(exc), "evidence/bundle.json.sig")
         return
+    report.exporter = {"key_id": ks[0].key_id, "name": ks[0].name}
     files = meta.get("files") if isinstance(meta.get("files"), dict) else {}
     bad = 0
     for p, expected in files.items():
@@ -1257,6 +1274,13 @@ _REQUIRED_MANIFESTS = ("manifest-sha256.txt", "manifest-sha512.txt", "tagmanifes
 # ledger's own are SHA-256 and BLAKE3, computed in the first read).  SHAKE needs a length: not here.
 _EXTRA_DIGESTS = frozenset(a for a in hashlib.algorithms_guaranteed if not a.startswith("shake"))
 _HEX = re.compile(r"\A[0-9a-f]{16,256}\Z")
+
+
+def _signer_name(key: PublicKey, enrolled: Mapping[str, tuple[PublicKey, int]]) -> str:
+    """The custodian name of a signer for a claim: its enrolled name (a key pinned by PEM carries none), never empty."""
+    ks = enrolled.get(key.key_id)
+    name = (ks[0].name if ks is not None else "") or key.name
+    return name or ("enrolled without a name" if ks is not None else "not enrolled in this bundle")
 
 
 def _who(key_id: str, enrolled: Mapping[str, tuple[PublicKey, int]]) -> str:
@@ -1535,13 +1559,15 @@ class _Claims:
     def __init__(self, report: BundleReport, passed: set[str]) -> None:
         self.report, self.passed = report, passed
 
-    def add(self, requires: tuple[str, ...], text: str) -> None:
+    def add(self, requires: tuple[str, ...], text: str, *, per_item: bool = False) -> None:
         missing = [r for r in requires if r not in self.passed]
         if missing:
             self.report.not_established.append(f"NOT checked ({', '.join(missing)} did not run or did not pass), so not "
                                                f"stated: {text}")
         else:
             self.report.established.append(text)
+            if per_item:
+                self.report.item_claims.append(text)
 
 
 def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: PublicKey | None, cp: Checkpoint | None,
@@ -1581,12 +1607,13 @@ def _conclude(report: BundleReport, trusted: list[PublicKey | str], signer: Publ
             claim.add(("evidence-payload-covered", "evidence-signature", "evidence-payload-name"),
                       f"{item['path']} (signed source name {signed_names}): ingested (dated {first['time']} "
                                       f"by the signer's own clock) by custodian "
-                                      f"{first['custodian'] or first['actor'][:16]} (key {first['actor'][:16]}…), entry {first['seq']}.")
+                                      f"{first['custodian'] or first['actor'][:16]} (key {first['actor'][:16]}…), entry {first['seq']}.",
+                      per_item=True)
     if cp is not None and signer is not None:
         claim.add(("evidence-inclusion", "evidence-checkpoint-signature", "evidence-entries"),
                   f"All {len(entries)} custody entries are part of log {cp.origin} as committed by the "
                                   f"checkpoint at tree size {cp.tree_size} (root {cp.root_hash.hex()[:16]}…) signed by key "
-                                  f"{signer.key_id[:16]}… ({signer.name}); none of them can have been rewritten without "
+                                  f"{signer.key_id[:16]}… ({_signer_name(signer, enrolled)}); none of them can have been rewritten without "
                                   "changing that checkpoint.")
         links = sum(1 for seq in entries if seq == 0 or seq - 1 in entries)
         claim.add(("evidence-record", "evidence-chain", "evidence-bundle-signature"),

@@ -109,11 +109,21 @@ def _trusted_key(value: str) -> PublicKey | str:
 @click.option("--tsa-policy", "tsa_policies", multiple=True, metavar="OID",
               help="Accept only timestamp tokens issued under this TSA policy OID (repeatable).")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, help="Files hashed in parallel.")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Also list every check that passed, each file's Established line and each item's custody history "
+                   "(by default: a one-screen summary, and every failure named).")
 @json_option
 @handle_errors
 def verify_bundle_cmd(bundle: Path, trusted: tuple[str, ...], checkpoint: Path | None, consistency_proof: Path | None,
-                      tsa_roots: tuple[Path, ...], tsa_policies: tuple[str, ...], jobs: int | None, as_json: bool) -> None:
-    """Verify an evidence bundle offline: BagIt layer, then signatures, proofs, checkpoint, timestamp."""
+                      tsa_roots: tuple[Path, ...], tsa_policies: tuple[str, ...], jobs: int | None, verbose: bool,
+                      as_json: bool) -> None:
+    """Verify an evidence bundle offline: BagIt layer, then signatures, proofs, checkpoint, timestamp.
+
+    Prints a one-screen summary: what was checked, who signed, the verdict, and what is
+    established and what is not.  Every failed check and every warning is listed, naming its file
+    and the reason; --verbose lists every check and file; --json gives everything, with the
+    failures as findings (docs/findings.md).
+    """
     from ..bundle import verify_bundle
 
     keys = [_trusted_key(t) for t in trusted]
@@ -144,20 +154,27 @@ def verify_bundle_cmd(bundle: Path, trusted: tuple[str, ...], checkpoint: Path |
     if as_json:
         emit_json(report.to_json())
     else:
-        for ch in report.checks:
+        _print_summary(report, bundle)
+        for ch in report.checks if verbose else [c for c in report.checks if not c.ok or c.warning]:
             mark = ("[bold yellow]WARN[/]" if ch.warning else "[green]ok  [/]") if ch.ok else "[bold red]FAIL[/]"
             subject = f" [dim]{escape(ch.subject)}[/]" if ch.subject else ""
             out.print(f"{mark} {ch.name}{subject}: {escape(ch.detail)}")
-        _print_custody(report)
+        if verbose:
+            _print_custody(report)
         if report.established:
             out.print("\n[bold]Established[/]")
+            per_item = set(report.item_claims)
             for s in report.established:
-                out.print(f"  • {escape(s)}")
+                if verbose or s not in per_item:
+                    out.print(f"  • {escape(s)}")
+            if per_item and not verbose:
+                out.print(f"  • For each of the {len(per_item)} payload files: its signed source name, the custodian who "
+                          "ingested it, when (by the signer's own clock) and in which entry; run with --verbose to list them.")
         out.print("\n[bold]Not established[/]")
         for s in report.not_established:
             out.print(f"  • {escape(s)}")
         if report.ok and report.upstream:
-            _print_earlier_custodians(report)
+            _print_earlier_custodians(report, verbose=verbose)
         if report.ok:
             out.print(f"\n[bold green]VERIFIED[/]: {report.payload_files} files, {report.payload_bytes} bytes")
         elif report.kind == "bagit-only":
@@ -166,6 +183,63 @@ def verify_bundle_cmd(bundle: Path, trusted: tuple[str, ...], checkpoint: Path |
         else:
             out.print(f"\n[bold red]FAILED[/]: {len(report.failures)} problem(s); see FAIL lines above")
     raise SystemExit(0 if report.ok else 1)
+
+
+def _signer_words(key_id: str, name: str, pinned: bool | None) -> str:
+    who = f"{escape(name)} (key {key_id[:16]}…)" if name else f"key {key_id[:16]}… (no enrolled name)"
+    if pinned is None:
+        return who + ", [yellow]not pinned[/]: identity not established"
+    return who + (", [green]pinned[/] by --trusted-key" if pinned else ", [bold red]NOT among the --trusted-key keys[/]")
+
+
+def _print_summary(report: Any, bundle: Path) -> None:
+    """The head of verify-bundle's output: what was checked, who signed, custody in one line."""
+    kind = {"evidence-bundle": "evidence bundle", "bagit-only": "BagIt bag without an evidence layer"}.get(
+        report.kind, "bag (its evidence layer could not be checked)")
+    case = f" of case [bold]{escape(report.case)}[/]" if report.case else ""
+    out.print(f"Bundle    {escape(str(bundle))}: {kind}{case}")
+    passed = sum(1 for ch in report.checks if ch.ok)
+    failed = len(report.failures)
+    entries = (report.checkpoint or {}).get("size")
+    out.print(f"Checked   {report.payload_files} files, {c.human_size(report.payload_bytes)} ({report.payload_bytes} bytes)"
+              + (f"; checkpoint at tree size {entries}" if entries is not None else "")
+              + f"; {passed} checks passed" + (f", [bold red]{failed} failed[/]" if failed else ""))
+    pins = {ch.subject: ch.ok for ch in report.checks if ch.name == "evidence-trusted-key"}
+    trusted = bool(pins)
+
+    def pinned(subject: str) -> bool | None:
+        return pins.get(subject, False) if trusted else None
+
+    if report.checkpoint:
+        out.print(f"Signed    checkpoint: {_signer_words(report.checkpoint['signer'], report.checkpoint.get('signer_name') or '', pinned('evidence/checkpoint.txt'))}")
+    if report.exporter:
+        label = "Signed    " if not report.checkpoint else "          "
+        out.print(f"{label}bundle.json (the exporter): "
+                  f"{_signer_words(report.exporter['key_id'], report.exporter.get('name') or '', pinned('evidence/bundle.json.sig'))}")
+    signers = sorted({n for n in report.keys.values() if n})
+    if signers:
+        out.print(f"Keys      enrolled in this bundle: {escape(', '.join(signers))}")
+    cust = report.custody
+    if cust and report.ok:
+        from collections import Counter
+
+        holders = Counter(escape(w["name"] or f"key {w['key_id'][:16]}…") for i in cust["items"]
+                          if (w := i["holder"]) and not i["in_transit_to"])
+        transit = [i for i in cust["items"] if i["in_transit_to"]]
+        transfers = [t for i in cust["items"] for t in i["transfers"]]
+        held = "; ".join(f"{n} item{'s' if n != 1 else ''} held by {who}" for who, n in holders.most_common())
+        out.print(f"Custody   {held or 'no holder recorded'}; {sum(t['status'] == 'accepted' for t in transfers)} transfers "
+                  f"accepted, {sum(t['status'] == 'pending' for t in transfers)} pending"
+                  + (" (each item's history: --verbose)" if cust["items"] else ""))
+        for i in transit:
+            w = i["in_transit_to"]
+            out.print(f"          [yellow]in transit[/] {escape(str(i['path']))} → {escape(w['name'] or w['key_id'][:16] + '…')}: "
+                      "released, not accepted by the receiver")
+    if report.failures:
+        files = list(dict.fromkeys(ch.subject for ch in report.failures if ch.subject.startswith("data/")))
+        if files:
+            out.print(f"[bold red]Files that failed[/] ({len(files)}): {escape(', '.join(files))}")
+        out.print(f"\n[bold red]{failed} check(s) failed[/] (all listed):")
 
 
 def _print_custody(report: Any) -> None:
@@ -297,7 +371,7 @@ def import_bundle_cmd(ctx: click.Context, bundle: Path, case: str | None, custod
     out.print(f"Tag files kept under {escape(result.stored)}{' (stored now)' if result.stored_now else ' (already stored)'}.")
 
 
-def _print_earlier_custodians(report) -> None:  # noqa: ANN001 - BundleReport
+def _print_earlier_custodians(report, *, verbose: bool = True) -> None:  # noqa: ANN001 - BundleReport
     """§4.9: each organisation's part and the path of each received item (verified data only)."""
     out.print("\n[bold]Earlier custodians[/] (each organisation's part, verified against its own keys and checkpoint)")
 
@@ -312,6 +386,10 @@ def _print_earlier_custodians(report) -> None:  # noqa: ANN001 - BundleReport
             parts(u.get("upstream") or [], depth + 1)
 
     parts(report.upstream, 0)
+    if not verbose:
+        if report.custody_paths:
+            out.print(f"  The path of each of the {len(report.custody_paths)} received items: --verbose.")
+        return
     names = {i["digests"].get("sha256"): i["path"] for i in report.items}
     for p in report.custody_paths:
         out.print(f"  {escape(names.get(p['item'], p['item'][:16] + '…'))}: {escape(p['text'])}")

@@ -337,12 +337,19 @@ def _render_verify(report: audit_mod.VerifyReport, as_json: bool, audit_seq: int
         style = "red" if f.severity == "error" else "yellow"
         out.print(f"[{style}]{f.severity.upper()}[/] {escape(f.subject)}: {escape(f.message)} [dim]({f.code})[/]")
     verdict = "[bold green]OK[/]" if report.ok else f"[bold red]FAILED[/] ({len(report.errors)} problems)"
+    if report.shard is not None:
+        verdict += f" for shard {report.shard[0]}/{report.shard[1]} only"
     out.print(
         f"{verdict}: {report.entries} entries, chain and signatures checked; tree size {report.tree_size} "
         f"root {report.root_hash[:16]}…; {report.objects_checked} objects ({c.human_size(report.bytes_checked)}) "
         f"re-hashed with {'+'.join(report.digests)}; {report.checkpoints_checked} checkpoints checked"
         + (f"; recorded as audit entry {audit_seq}" if audit_seq is not None else "")
     )
+    if report.shard is not None:
+        k, n = report.shard
+        out.print(f"Shard {k}/{n} (shards numbered 0 to {n - 1}): {report.shard_objects} of the {report.objects_total} "
+                  f"recorded objects are in this shard and were re-hashed; the other {report.objects_total - report.shard_objects} "
+                  f"are checked by the other shards. Ledger, tree and checkpoint checks cover the whole vault.")
 
 
 @click.command(epilog=EXIT_CODES_HELP)

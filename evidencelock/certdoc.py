@@ -36,6 +36,14 @@ _INLINE = re.compile(r"(\*\*.+?\*\*|`[^`]*`)")
 _UNESCAPE = re.compile(r"\\([\\`*\[\]<>|_])")
 
 
+_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_safe(text: str) -> str:
+    """XML 1.0 cannot hold control characters: write them as visible escapes (as _text.printable does)."""
+    return _XML_BAD.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
+
+
 def _runs(text: str) -> tuple[tuple[str, str], ...]:
     """CommonMark as certification.md uses it: **bold**, `code`, backslash escapes."""
     out = []
@@ -200,7 +208,7 @@ def certification_docx(ctx: Any, md: str) -> bytes:
     doc = Document()
     when = _when(ctx).replace(tzinfo=None)
     cp = doc.core_properties
-    cp.title, cp.subject = f"Draft certification, case {ctx.case}", "Certification of authenticity (draft)"
+    cp.title, cp.subject = _xml_safe(f"Draft certification, case {ctx.case}"), "Certification of authenticity (draft)"
     cp.author, cp.last_modified_by, cp.comments = ctx.software, ctx.software, "Generated from certification.md"
     cp.created = cp.modified = when
     cp.last_printed = when
@@ -210,7 +218,7 @@ def certification_docx(ctx: Any, md: str) -> bytes:
 
     def fill(par: Any, runs: tuple[tuple[str, str], ...]) -> None:
         for style, text in runs:
-            r = par.add_run(text)
+            r = par.add_run(_xml_safe(text))
             if style == "b":
                 r.bold = True
             elif style == "code":
@@ -232,7 +240,7 @@ def certification_docx(ctx: Any, md: str) -> bytes:
                 cells = tbl.add_row().cells
                 for c, text in zip(cells, row):
                     c.text = ""
-                    run = c.paragraphs[0].add_run(text)
+                    run = c.paragraphs[0].add_run(_xml_safe(text))
                     run.font.size = Pt(8)
                     run.bold = i == 0
                     if re.fullmatch(r"[0-9a-f]{64}", text):
@@ -278,11 +286,11 @@ def certification_odt(ctx: Any, md: str) -> bytes:
     def fill(el: Any, runs: tuple[tuple[str, str], ...]) -> Any:
         for style, text in runs:
             if style == "b":
-                el.addElement(Span(stylename=bold, text=text))
+                el.addElement(Span(stylename=bold, text=_xml_safe(text)))
             elif style == "code":
-                el.addElement(Span(stylename=code, text=text))
+                el.addElement(Span(stylename=code, text=_xml_safe(text)))
             else:
-                el.addText(text)
+                el.addText(_xml_safe(text))
         return el
 
     ntable = 0
@@ -303,7 +311,7 @@ def certification_odt(ctx: Any, md: str) -> bytes:
                 tr = TableRow()
                 for text in row:
                     cell = TableCell(valuetype="string")
-                    cell.addElement(P(stylename=styles["head" if i == 0 else "cell"], text=text))
+                    cell.addElement(P(stylename=styles["head" if i == 0 else "cell"], text=_xml_safe(text)))
                     tr.addElement(cell)
                 tbl.addElement(tr)
             doc.text.addElement(tbl)
@@ -315,8 +323,8 @@ def certification_odt(ctx: Any, md: str) -> bytes:
     when = _when(ctx).strftime("%Y-%m-%dT%H:%M:%S")
     for el in list(doc.meta.childNodes):  # odfpy's own generator line names its version; ours is fixed
         doc.meta.removeChild(el)
-    doc.meta.addElement(Generator(text=ctx.software))
-    doc.meta.addElement(Title(text=f"Draft certification, case {ctx.case}"))
+    doc.meta.addElement(Generator(text=_xml_safe(ctx.software)))
+    doc.meta.addElement(Title(text=_xml_safe(f"Draft certification, case {ctx.case}")))
     doc.meta.addElement(CreationDate(text=when))
     doc.meta.addElement(Date(text=when))
     buf = io.BytesIO()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_cli
 
-from evidencelock.findings import FIELDS, SCHEMA
+from evidencelock.findings import FIELDS, PROBLEMS, SCHEMA, problem_of
 
 DOC = ROOT / "docs" / "findings.md"
 N_ITEMS = 30
@@ -25,7 +25,8 @@ N_ITEMS = 30
 def _documented_codes() -> set[str]:
     """Every `code` named in the first column of the tables of docs/findings.md §3 and §4."""
     codes: set[str] = set()
-    for line in DOC.read_text().splitlines():
+    codes_part = DOC.read_text().split("\n## 3.", 1)[1].split("\n## 5.", 1)[0]
+    for line in codes_part.splitlines():
         if line.startswith("| `"):
             codes |= set(re.findall(r"`([a-z0-9*-]+)`", line.split("|")[1]))
     return codes
@@ -44,6 +45,7 @@ def _check_shape(data: dict) -> None:
         assert f["sha256"] is None or re.fullmatch(r"[0-9a-f]{64}", f["sha256"])
         assert f["seq"] is None or isinstance(f["seq"], int)
         assert _is_documented(f["code"], documented), f"code {f['code']!r} is not in docs/findings.md"
+        assert f["problem"] in PROBLEMS and f["problem"] != "other", f
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +217,46 @@ def test_bundle_finding_of_an_entry_carries_its_seq(world, tmp_path):
     _check_shape(out)
     assert any(f["seq"] == 3 and f["code"] in ("evidence-signature", "evidence-inclusion") for f in out["findings"]), \
         out["findings"]
+
+
+# -- one vocabulary for the vault and the bundle (docs/findings.md §2.1) ---------------------------
+def test_same_tampering_gives_the_same_problem_in_the_vault_and_in_its_bundle(world, tmp_path):
+    """One evidence file altered in the vault, and the same file altered in a bundle exported from
+    it: the two tools name different checks, but the same problem, file digest and entry."""
+    vault = _copy(world["vault"], tmp_path / "vault")
+    bag = _copy(world["bundle"], tmp_path / "bag")
+    seqs = _ingest_seqs(vault)
+    name = "statement-09.txt"
+    sha = hashlib.sha256(b"witness statement 9\n").hexdigest()
+    obj = vault / f"objects/sha256/{sha[:2]}/{sha[2:4]}/{sha}"
+    obj.write_bytes(b"witness statement 9 (altered)\n")
+    (bag / "data" / name).write_bytes(b"witness statement 9 (altered)\n")
+    (bag / "data" / "statement-12.txt").unlink()  # and one file removed from the bundle
+    gone = hashlib.sha256(b"witness statement 12\n").hexdigest()
+    (vault / f"objects/sha256/{gone[:2]}/{gone[2:4]}/{gone}").unlink()  # and from the vault
+
+    in_vault = run_cli("verify", "--json", vault=vault).json()
+    in_bundle = run_cli("verify-bundle", bag, "--json").json()
+    _check_shape(in_vault)
+    _check_shape(in_bundle)
+
+    def problems(out, digest):
+        return {f["problem"] for f in out["findings"] if f["sha256"] == digest and f["severity"] == "error"}
+
+    assert problems(in_vault, sha) == {"content-altered"}, in_vault["findings"]
+    assert "content-altered" in problems(in_bundle, sha), in_bundle["findings"]
+    assert problems(in_vault, gone) == {"content-missing"}, in_vault["findings"]
+    assert "content-missing" in problems(in_bundle, gone), in_bundle["findings"]
+    # the vault names the ingest entry; the bundle names the same file by its SHA-256
+    assert {f["seq"] for f in in_vault["findings"] if f["sha256"] == sha} == {seqs[sha]}
+
+
+def test_every_documented_code_has_a_shared_problem():
+    documented = {c.rstrip("*") for c in _documented_codes()}
+    unmapped = sorted(c for c in documented if problem_of(c + ("x" if c.endswith("-") else "")) == "other")
+    assert not unmapped, f"codes without a shared problem in evidencelock/findings.py: {unmapped}"
+    table = DOC.read_text().split("### 2.1", 1)[1].split("\n## ", 1)[0]
+    assert set(re.findall(r"^\| `([a-z-]+)` \|", table, re.M)) == set(PROBLEMS)
 
 
 # -- the specification ----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from . import _strictjson
 from . import checkpoint as cp_mod
 from . import merkle
 from .errors import FormatError, ProofError
@@ -84,9 +85,9 @@ def parse_consistency_proof_file(data: bytes | str, *, subject: str = "consisten
     if len(raw) > MAX_PROOF_FILE_BYTES:
         raise FormatError(f"is {len(raw)} bytes, over the {MAX_PROOF_FILE_BYTES}-byte limit", subject=subject)
     try:
-        obj = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise FormatError(f"is not UTF-8 JSON: {exc}", subject=subject) from None
+        obj = _strictjson.loads(raw)
+    except ValueError as exc:  # not UTF-8, not JSON, a repeated member name, NaN
+        raise FormatError(f"is not strict UTF-8 JSON: {exc}", subject=subject) from None
     if not isinstance(obj, dict) or obj.get("format") != CONSISTENCY_PROOF_FORMAT:
         raise FormatError(f"is not a {CONSISTENCY_PROOF_FORMAT} file (member 'format')", subject=subject)
     missing = sorted(_REQUIRED - obj.keys())
@@ -107,10 +108,13 @@ def parse_consistency_proof_file(data: bytes | str, *, subject: str = "consisten
                           subject=subject)
     roots: dict[str, bytes | None] = {}
     for name in ("old_root", "new_root"):
-        v = obj.get(name)
-        if v is not None and not (isinstance(v, str) and _HEX64.match(v)):
+        if name not in obj:
+            roots[name] = None
+            continue
+        v = obj[name]  # present means a hash: null is not "absent" (two readers must agree)
+        if not (isinstance(v, str) and _HEX64.match(v)):
             raise FormatError(f"'{name}' must be 64 lowercase hex digits, found {str(v)[:80]!r}", subject=subject)
-        roots[name] = bytes.fromhex(v) if v is not None else None
+        roots[name] = bytes.fromhex(v)
     return ConsistencyProofFile(origin, old, new, tuple(bytes.fromhex(p) for p in proof),
                                 roots["old_root"], roots["new_root"])
 

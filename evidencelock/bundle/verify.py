@@ -39,6 +39,7 @@ from .. import merkle, timestamp
 from ..checkpoint import Checkpoint, SignedNote
 from ..entry import SignedEntry
 from ..errors import EvidenceLockError, FormatError, InputError, SignatureError
+from .. import _strictjson
 from ..findings import SCHEMA, bundle_finding
 from ..keys import PublicKey, key_id_for, public_key_from_pem, verify_ed25519
 from ._paths import UnsafePath, check_bag_path, derivable_from
@@ -1940,23 +1941,9 @@ def _check_bagit_txt_exact(src: BagSource, report: BundleReport) -> None:
 
 
 # -- strict JSON and shapes of untrusted JSON (bundle-format §4, "Strict JSON") -------------------
-def _strict_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """object_pairs_hook: a repeated member name is refused (parsers disagree on which one wins)."""
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate member {k!r} in one JSON object")
-        out[k] = v
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _strict_json(data: bytes) -> Any:
     """Parse untrusted JSON: UTF-8, no duplicate member names, no NaN/Infinity."""
-    return json.loads(data.decode("utf-8"), object_pairs_hook=_strict_pairs, parse_constant=_no_constant)
+    return _strictjson.loads(data)
 
 
 def _is_int(v: Any) -> bool:

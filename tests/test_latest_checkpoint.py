@@ -167,6 +167,24 @@ def test_bad_proof_file_is_bad_input(world, tmp_path):
     assert r.code == 2 and "--checkpoint" in r.stderr
 
 
+@pytest.mark.parametrize("edit", ["duplicate-old-size", "null-root", "duplicate-same-value"])
+def test_ambiguous_proof_file_is_refused_not_guessed(world, tmp_path, edit):
+    """Two readers of docs/transparency.md §7.1 must reach the same verdict on the same bytes: a
+    member given twice (JSON parsers disagree on which wins) and a null root are malformed."""
+    good = make_proof(world, tmp_path).read_text()
+    obj = json.loads(good)
+    if edit == "null-root":
+        text = json.dumps({**obj, "old_root": None})
+    else:
+        wrong = obj["old_size"] + (1 if edit == "duplicate-old-size" else 0)
+        text = good.replace('"old_size": ', f'"old_size": {wrong},\n  "old_size": ', 1)
+    bad = tmp_path / "ambiguous.json"
+    bad.write_text(text)
+    r = run_cli("verify-bundle", world["bundle"], "--checkpoint", world["latest"], "--consistency-proof", bad)
+    assert r.code == 2, r.stdout + r.stderr
+    assert str(bad) in r.stderr and ("duplicate member" in r.stderr or "old_root" in r.stderr), r.stderr
+
+
 def test_consistency_from_bundle_usage(world, tmp_path):
     r = run_cli("consistency", vault=world["vault"])
     assert r.code == 2 and "--from-bundle" in r.stderr

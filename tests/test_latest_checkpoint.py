@@ -207,3 +207,37 @@ def test_proof_file_vector(world):
     tampered["new_root"] = old.root_hash.hex()
     with pytest.raises(Exception, match="new_root"):
         proofs.verify_consistency_between(proofs.parse_consistency_proof_file(json.dumps(tampered)), old, new)
+
+
+def test_newer_checkpoint_after_a_key_rotation_needs_both_keys_pinned(world, tmp_path):
+    """The custodian rotated keys after the export: the newer checkpoint is signed by a key the
+    bundle does not carry. Refused unless the reader pins the new key AND the bundle's signer
+    (docs/transparency.md §7.1), and the refusal says so."""
+    vault = tmp_path / "vault"
+    shutil.copytree(world["vault"], vault)
+    old_pem = tmp_path / "old.pem"
+    old_pem.write_bytes(world["key"].public.to_pem())
+    name = "Field Team A"  # build_vault's custodian
+    r = run_cli("keys", "rotate", name, vault=vault, env={"EVIDENCELOCK_NEW_PASSPHRASE": PASSPHRASE})
+    assert r.code == 0, r.stderr
+    cp = tmp_path / "rotated.txt"
+    assert run_cli("checkpoint", "-o", cp, vault=vault).code == 0
+    new_pem = tmp_path / "new.pem"
+    r = run_cli("keys", "export", name, vault=vault)
+    assert r.code == 0, r.stderr
+    new_pem.write_text(r.stdout)
+    assert new_pem.read_bytes() != old_pem.read_bytes()
+    proof = tmp_path / "proof.json"
+    assert run_cli("consistency", "--from-bundle", world["bundle"], "--to", cp, "-o", proof, vault=vault).code == 0
+
+    r = run_cli("verify-bundle", world["bundle"], "--checkpoint", cp, "--consistency-proof", proof, "--json")
+    assert r.code == 1
+    [bad] = [c for c in checks(r) if not c["ok"]]
+    assert "rotated keys" in bad["detail"] and "--trusted-key" in bad["detail"]
+    r = run_cli("verify-bundle", world["bundle"], "--checkpoint", cp, "--consistency-proof", proof, "--json",
+                "--trusted-key", new_pem)
+    assert r.code == 1 and any(c["name"] == "evidence-trusted-key" and not c["ok"] for c in r.json()["checks"])
+    r = run_cli("verify-bundle", world["bundle"], "--checkpoint", cp, "--consistency-proof", proof, "--json",
+                "--trusted-key", new_pem, "--trusted-key", old_pem)
+    assert r.code == 0, r.stdout
+    assert [c["ok"] for c in checks(r)] == [True] and "extends" in checks(r)[0]["detail"]

@@ -1163,7 +1163,11 @@ def _check_consistency(report: BundleReport, proofs: Mapping[str, Any], cp: Chec
         note = cp_mod.parse_note(external)
         if note.unverified_checkpoint.origin != cp.origin:
             raise FormatError(f"origin mismatch: expected={cp.origin!r} found={note.unverified_checkpoint.origin!r}")
-        who = note_signer(note, keys, cp.origin)
+        try:
+            who = note_signer(note, keys, cp.origin)
+        except SignatureError as exc:  # no known key signed it: after a key rotation, the reader pins the new one
+            exc.message += _ROTATION_HINT
+            raise
         other = note.verify(cp.origin, who.raw)
         if other.tree_size > cp.tree_size:
             # transparency §7.1 (issue 11): the custodian's latest checkpoint is newer than the bundle.
@@ -1300,6 +1304,11 @@ def _check_required_manifests(src: BagSource, report: BundleReport) -> None:
                     "manifests (bundle-format §2); without it the bundle rests on a single digest family", n)
     if not missing:
         report.add("evidence-manifests", True, "SHA-256 and SHA-512 payload and tag manifests present")
+
+
+_ROTATION_HINT = ("; if the custodian rotated keys after this bundle was made, pin with --trusted-key both the "
+                  "new key and the key that signed the bundle, each obtained from the custodian independently "
+                  "(docs/transparency.md §7.1)")
 
 
 def _check_checkpoint_signer(report: BundleReport, signer: PublicKey | None, cp: Checkpoint | None,

@@ -28,7 +28,8 @@ PROBLEMS = ("content-altered", "content-missing", "content-unreadable", "content
             "checkpoint", "timestamp", "custody", "hostile-input", "structure", "leftover",
             "protection", "other")
 
-# Exact codes first, then the longest matching prefix (docs/findings.md §2.1 is the same table).
+# Exact codes first, then the first matching prefix in this order, the more specific listed first
+# (docs/findings.md §2.1 is the same table).
 _PROBLEM_OF_CODE = {
     "object-digest-mismatch": "content-altered", "object-size-mismatch": "content-altered",
     "bagit-payload-fixity": "content-altered", "bagit-tag-fixity": "content-altered",
